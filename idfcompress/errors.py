@@ -1,0 +1,37 @@
+"""Exceptions raised by idfcompress; every message is one line meant for the user."""
+
+
+class IdfError(Exception):
+    """Base class of every error idfcompress reports to users."""
+
+
+class UnsupportedImage(IdfError):
+    """The input image has a mode or depth the codec does not handle."""
+
+
+class FormatError(IdfError):
+    """The data is not a valid .idf file."""
+
+
+class NotAnIdfFile(FormatError):
+    """The data does not start with the .idf magic bytes."""
+
+
+class UnsupportedVersion(FormatError):
+    """The file was written by a newer (or unknown) version of the format."""
+
+
+class TruncatedFile(FormatError):
+    """The file ends before the data its header announces."""
+
+
+class CorruptFile(FormatError):
+    """The file's structure, a checksum or the decoded data is inconsistent."""
+
+
+class ModelError(IdfError):
+    """A model is missing, malformed or not the one a file was made with."""
+
+
+class ImageTooLarge(IdfError):
+    """The image exceeds the pixel limit set to guard against decompression bombs."""

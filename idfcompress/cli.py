@@ -1,0 +1,367 @@
+"""The ``idfc`` command line: parses arguments and calls the Python API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+
+from . import __version__, api
+from .codec import DEFAULT_TILE_SIZE, MAX_PIXELS
+from .errors import IdfError
+from .imageio import encode_image, output_format
+from .model_io import DEFAULT_MODELS, available_models
+
+EXIT_CODES = """\b
+Exit codes:
+  0  every input was processed
+  1  an error with at least one input (the others are still processed)
+  2  usage error (bad option or argument)
+  130 interrupted (Ctrl-C); no partial output is left behind"""
+
+STDIO = "-"
+
+
+class Failure(Exception):
+    """An error about one input, reported in one line."""
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("IDFC_DEBUG")) or bool(
+        click.get_current_context().find_root().params.get("debug")
+    )
+
+
+def _report(name: str, exc: BaseException) -> None:
+    if _debug():
+        traceback.print_exception(exc)
+    message = str(exc) or exc.__class__.__name__
+    click.echo(f"idfc: {name}: {message}", err=True)
+
+
+def _read_input(name: str) -> bytes:
+    if name == STDIO:
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except IsADirectoryError:
+        raise Failure("is a directory") from None
+    except OSError as exc:
+        raise Failure(exc.strerror or str(exc)) from None
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
+    """Yield a writer; the file appears complete at ``path`` or not at all."""
+    if path.exists() and not force:
+        raise Failure(f"{path} already exists (use -f to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle.write
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the output appeared meanwhile: never clobber
+            except FileExistsError:
+                raise Failure(f"{path} already exists (use -f to overwrite)") from None
+            except OSError:
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _write_output(target: str, data: bytes, force: bool, source: str) -> None:
+    if target == STDIO:
+        if sys.stdout.isatty():
+            raise Failure("stdout is a terminal, aborting (redirect it or use -o)")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(target)
+    if source != STDIO and path.exists() and path.resolve() == Path(source).resolve():
+        raise Failure("refusing to overwrite the input")
+    try:
+        with _atomic_output(path, force) as write:
+            write(data)
+    except OSError as exc:
+        raise Failure(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _target(source: str, output: str | None, stdout: bool, several: bool, suffix: str) -> str:
+    if stdout or (source == STDIO and output is None):
+        return STDIO
+    if output is not None and (several or Path(output).is_dir()):
+        base = "stdin" if source == STDIO else Path(source).stem
+        return str(Path(output) / (base + suffix))
+    if output is not None:
+        return output
+    return str(Path(source).with_suffix(suffix))
+
+
+def _check_output_option(inputs: tuple[str, ...], output: str | None) -> None:
+    if output and len(inputs) > 1 and not Path(output).is_dir():
+        raise click.UsageError(
+            f"with several inputs, -o must name an existing directory ({output})"
+        )
+
+
+def _progress(name: str, quiet: bool) -> Callable[[int, int], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done == total else ""
+        click.echo(f"\r{name}: {100 * done // total:3d}% of tiles", err=True, nl=False)
+        if end:
+            click.echo("\r" + " " * (len(name) + 20) + "\r", err=True, nl=False)
+
+    return show
+
+
+def _run(inputs: tuple[str, ...], one: Callable[[str], None]) -> None:
+    failed = False
+    for index, name in enumerate(inputs):
+        try:
+            one(name)
+        except KeyboardInterrupt:
+            click.echo("idfc: interrupted", err=True)
+            sys.exit(130)
+        except (Failure, IdfError, OSError, ValueError) as exc:
+            _report(name, exc)
+            failed = True
+        except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with --debug
+            _report(
+                name,
+                RuntimeError(
+                    f"internal error ({exc.__class__.__name__}: {exc}); rerun with --debug"
+                ),
+            )
+            failed = True
+        if len(inputs) > 1 and index + 1 < len(inputs):
+            pass
+    if failed:
+        sys.exit(1)
+
+
+def _threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
+@click.version_option(
+    __version__,
+    message="idfc %(version)s (default models: "
+    + ", ".join(f"{n} for {c} channel(s)" for c, n in sorted(DEFAULT_MODELS.items()))
+    + ")",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks (also: IDFC_DEBUG=1).")
+def main(debug: bool) -> None:
+    """Lossless image compression with an Integer Discrete Flow.
+
+    \b
+    idfc compress photo.png          writes photo.idf, keeps photo.png
+    idfc decompress photo.idf -o out.png
+    idfc info photo.idf
+    """
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file, or directory when several inputs are given.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
+@click.option("--model", help="Model name (see 'idfc models') or path to a .safetensors file.")
+@click.option(
+    "--tile-size",
+    type=click.IntRange(8, 65528),
+    default=DEFAULT_TILE_SIZE,
+    show_default=True,
+    help="Tile side in pixels (a multiple of 8); bounds memory use.",
+)
+@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print ideal size, overhead and speed.")
+def compress(
+    images: tuple[str, ...],
+    output: str | None,
+    force: bool,
+    to_stdout: bool,
+    model: str | None,
+    tile_size: int,
+    threads: int | None,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Compress IMAGES (PNG, TIFF, BMP, ... or - for stdin) to .idf files.
+
+    Each output is written next to its input with the suffix .idf, unless -o or -c says
+    otherwise; inputs are never modified. 8-bit L, LA, RGB and RGBA images are stored exactly;
+    P (palette) images come back as RGB(A) and 1-bit images as L. ICC profiles and EXIF are kept.
+    """
+    if tile_size % 8:
+        raise click.BadParameter("must be a multiple of 8", param_hint="--tile-size")
+    _check_output_option(images, output)
+    _threads(threads)
+
+    def one(name: str) -> None:
+        target = _target(name, output, to_stdout, len(images) > 1, ".idf")
+        if target != STDIO and Path(target).exists() and not force:
+            raise Failure(f"{target} already exists (use -f to overwrite)")
+        raw = _read_input(name)
+        started = time.perf_counter()
+        image = api.read_image(raw)
+        data, stats = api.compress_with_stats(
+            image, model=model, tile_size=tile_size, progress=_progress(name, quiet)
+        )
+        seconds = time.perf_counter() - started
+        _write_output(target, data, force, name)
+        if not quiet:
+            raw_size = image.pixels.size
+            click.echo(
+                f"{name} : {100 * len(data) / raw_size:6.2f}%   ({raw_size} => {len(data)} bytes, "
+                f"{'stdout' if target == STDIO else target})",
+                err=True,
+            )
+        if verbose:
+            click.echo(
+                f"  {stats.bits_per_subpixel:.4f} bits/subpixel; "
+                f"flow streams {8 * stats.flow_bytes} bits vs "
+                f"ideal {stats.ideal_bits:.0f} ({100 * stats.overhead:+.3f} %); "
+                f"{stats.raw_tiles}/{stats.tiles} tiles stored raw; "
+                f"{image.width * image.height / 1e6 / seconds:.2f} MP/s",
+                err=True,
+            )
+
+    _run(images, one)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "-o", "--output", help="Output image (format from its extension, PNG by default), or directory."
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write a PNG to standard output.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Refuse images with more pixels (decompression-bomb guard).",
+)
+@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+def decompress(
+    files: tuple[str, ...],
+    output: str | None,
+    force: bool,
+    to_stdout: bool,
+    max_pixels: int,
+    threads: int | None,
+    quiet: bool,
+) -> None:
+    """Decompress .idf FILES (or - for stdin) to lossless images.
+
+    FILE.idf becomes FILE.png unless -o names another file (.png, .tif, .bmp, .webp, ...: the
+    extension picks the format) or a directory. Every decoded image is checked against the
+    checksum stored in the file; a mismatch is an error and nothing is written.
+    """
+    _check_output_option(files, output)
+    _threads(threads)
+
+    def one(name: str) -> None:
+        target = _target(name, output, to_stdout, len(files) > 1, ".png")
+        fmt = "PNG" if target == STDIO else output_format(target)
+        if target != STDIO and Path(target).exists() and not force:
+            raise Failure(f"{target} already exists (use -f to overwrite)")
+        data = _read_input(name)
+        image = api.decompress_pixels(data, max_pixels=max_pixels)
+        _write_output(target, encode_image(image, fmt), force, name)
+        if not quiet:
+            click.echo(
+                f"{name} : {image.width}x{image.height} {image.mode} => "
+                f"{'stdout' if target == STDIO else target}",
+                err=True,
+            )
+
+    _run(files, one)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+def test(files: tuple[str, ...], threads: int | None) -> None:
+    """Decode FILES fully and verify their checksums, writing nothing."""
+    _threads(threads)
+
+    def one(name: str) -> None:
+        image = api.decompress_pixels(_read_input(name), max_pixels=None)
+        click.echo(f"{name} : OK ({image.width}x{image.height} {image.mode})", err=True)
+
+    _run(files, one)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(files: tuple[str, ...], as_json: bool) -> None:
+    """Print the header of .idf FILES (size, mode, models, tiles) without decoding."""
+
+    def one(name: str) -> None:
+        data = _read_input(name)
+        fields = api.info(data)
+        fields["file_bytes"] = len(data)
+        if as_json:
+            click.echo(json.dumps({"file": name, **fields}))
+            return
+        click.echo(f"{name}:")
+        subpixels = (
+            fields["width"] * fields["height"] * sum(g["channels"] for g in fields["groups"])
+        )
+        click.echo(
+            f"  size      {fields['width']}x{fields['height']} {fields['mode']}"
+            + (f" (from mode {fields['source_mode']})" if fields["source_mode"] else "")
+        )
+        click.echo(f"  bytes     {len(data)} ({8 * len(data) / subpixels:.3f} bits/subpixel)")
+        click.echo(
+            f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
+            f"{fields['raw_tiles']} stored raw"
+        )
+        for g in fields["groups"]:
+            click.echo(
+                f"  model     {g['model']} ({g['channels']} channel(s) from {g['first_channel']}, "
+                f"sha256 {g['model_sha256'][:16]}…, {g['arithmetic']})"
+            )
+        if fields["metadata"]:
+            click.echo(
+                "  metadata  " + ", ".join(f"{k} {v} bytes" for k, v in fields["metadata"].items())
+            )
+        click.echo(f"  checksum  sha256 {fields['pixel_sha256']}")
+
+    _run(files, one)
+
+
+@main.command()
+def models() -> None:
+    """List the installed models and the defaults."""
+    defaults = {name: channels for channels, name in DEFAULT_MODELS.items()}
+    for name in available_models():
+        mark = f"  (default for {defaults[name]} channel(s))" if name in defaults else ""
+        click.echo(f"{name}{mark}")

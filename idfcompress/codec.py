@@ -1,0 +1,396 @@
+"""The codec: image planes -> tiles -> flow latents -> ANS streams -> .idf container, and back."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from . import container, entropy
+from .distributions import logistic_tables, mixture_table, quantize_logistic
+from .errors import CorruptFile, ImageTooLarge, ModelError
+from .flow import IntegerFlow, LogisticPrior, MixturePrior, Prior, StagedInverse, logistic_log_prob
+from .imageio import CHANNELS, PixelImage
+from .model_io import LoadedModel, default_model_name, load_model
+
+DEFAULT_TILE_SIZE = 256
+TILE_BATCH = 8  # tiles of one padded shape go through the networks in groups of this many
+MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with max_pixels)
+MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
+RAW_KIND = 0
+ARITHMETIC_FLOAT32 = 1
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EncodeStats:
+    """What an encode measured: real and ideal sizes, tiles coded by the fallback."""
+
+    subpixels: int = 0
+    file_bytes: int = 0
+    flow_bytes: int = 0
+    ideal_bits: float = 0.0
+    raw_tiles: int = 0
+    tiles: int = 0
+
+    @property
+    def bits_per_subpixel(self) -> float:
+        return 8.0 * self.file_bytes / max(self.subpixels, 1)
+
+    @property
+    def overhead(self) -> float:
+        """Relative excess of the flow streams over the model's ideal code length."""
+        return 8.0 * self.flow_bytes / self.ideal_bits - 1.0 if self.ideal_bits else 0.0
+
+
+@dataclass(frozen=True)
+class Tile:
+    index: int
+    y: int
+    x: int
+    height: int
+    width: int
+
+
+def tiles_of(height: int, width: int, size: int) -> list[Tile]:
+    """Row-major tiles of side ``size`` covering the image (edge tiles are smaller)."""
+    tiles = []
+    for y in range(0, height, size):
+        for x in range(0, width, size):
+            tiles.append(Tile(len(tiles), y, x, min(size, height - y), min(size, width - x)))
+    return tiles
+
+
+def _padded(tile: Tile, granularity: int) -> tuple[int, int]:
+    return tile.height + (-tile.height % granularity), tile.width + (-tile.width % granularity)
+
+
+def tile_batches(tiles: list[Tile], granularity: int) -> Iterator[list[Tile]]:
+    """Tiles grouped by padded shape (in order of first appearance), TILE_BATCH at a time.
+
+    Encoder and decoder batch identically so that both run the same computations.
+    """
+    by_shape: dict[tuple[int, int], list[Tile]] = {}
+    for tile in tiles:
+        by_shape.setdefault(_padded(tile, granularity), []).append(tile)
+    for group in by_shape.values():
+        for start in range(0, len(group), TILE_BATCH):
+            yield group[start : start + TILE_BATCH]
+
+
+def _tile_tensor(plane: np.ndarray, tiles: list[Tile], granularity: int) -> torch.Tensor:
+    """(B, C, H, W) float tensor of the tiles, edge-replicated to the padded shape."""
+    ph, pw = _padded(tiles[0], granularity)
+    out = np.empty((len(tiles), ph, pw, plane.shape[2]), dtype=np.uint8)
+    for i, t in enumerate(tiles):
+        part = plane[t.y : t.y + t.height, t.x : t.x + t.width]
+        out[i] = np.pad(part, ((0, ph - t.height), (0, pw - t.width), (0, 0)), mode="edge")
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+
+
+@lru_cache(maxsize=1)
+def _logistic_tableset() -> entropy.TableSet:
+    return entropy.TableSet(logistic_tables())
+
+
+_mixture_cache: dict[int, entropy.TableSet] = {}
+
+
+def _mixture_tableset(flow: IntegerFlow) -> entropy.TableSet:
+    key = id(flow)
+    if key not in _mixture_cache:
+        logits, means, log_scales = (t.detach().double().numpy() for t in flow.mixture_parameters())
+        cfg = flow.config
+        tables = [
+            mixture_table(logits[c], means[c], log_scales[c], cfg.top_low, cfg.top_high)
+            for c in range(logits.shape[0])
+        ]
+        _mixture_cache[key] = entropy.TableSet(tables)
+    return _mixture_cache[key]
+
+
+def _stream_parameters(
+    flow: IntegerFlow, prior: Prior
+) -> tuple[entropy.TableSet, np.ndarray, np.ndarray]:
+    """Table set, table ids and offsets (each shaped like the latents) of a stage's prior."""
+    if isinstance(prior, MixturePrior):
+        b, c, h, w = prior.shape
+        ids = np.broadcast_to(np.arange(c, dtype=np.int32)[None, :, None, None], prior.shape)
+        offsets = np.full(prior.shape, flow.config.top_low, dtype=np.int64)
+        return _mixture_tableset(flow), np.ascontiguousarray(ids), offsets
+    ids, offsets = quantize_logistic(prior.mean.double().numpy(), prior.log_scale.double().numpy())
+    return _logistic_tableset(), ids, offsets
+
+
+def _ideal_bits(flow: IntegerFlow, prior: Prior, z: torch.Tensor) -> float:
+    if isinstance(prior, MixturePrior):
+        log_prob = flow.mixture_log_prob(z)
+    else:
+        log_prob = logistic_log_prob(z, prior.mean, prior.log_scale)
+    return float(-log_prob.double().sum() / np.log(2.0))
+
+
+@dataclass
+class _GroupPlan:
+    channels: int
+    first: int
+    model: LoadedModel
+    chunks: list[container.Chunk] = field(default_factory=list)
+
+
+def _resolve_model(channels: int, model: str | None) -> LoadedModel:
+    if model is not None:
+        loaded = load_model(model)
+        if loaded.flow.config.in_channels == channels:
+            return loaded
+    return load_model(default_model_name(channels))
+
+
+def plane_groups(mode: str) -> list[tuple[int, int]]:
+    """(channels, first channel) of the groups a mode is coded as: colour apart from alpha."""
+    return {"L": [(1, 0)], "LA": [(1, 0), (1, 1)], "RGB": [(3, 0)], "RGBA": [(3, 0), (1, 3)]}[mode]
+
+
+@torch.no_grad()
+def _encode_group(
+    plane: np.ndarray,
+    loaded: LoadedModel,
+    tile_size: int,
+    allow_raw: bool,
+    stats: EncodeStats,
+    progress: Progress | None,
+    done: list[int],
+    total: int,
+) -> list[container.Chunk]:
+    flow = loaded.flow
+    stages = flow.config.stages
+    tiles = tiles_of(plane.shape[0], plane.shape[1], tile_size)
+    chunks: list[container.Chunk] = []
+    for batch in tile_batches(tiles, flow.config.granularity):
+        x = _tile_tensor(plane, batch, flow.config.granularity)
+        latents = flow.latents(x)
+        staged = StagedInverse(flow, x.shape[0], x.shape[2], x.shape[3])
+        payloads: list[list[bytes]] = [[] for _ in batch]
+        ideal = np.zeros(len(batch))
+        for z in latents:
+            if float(z.abs().max()) > MAX_LATENT:
+                raise ModelError(f"model {loaded.name} produced out-of-range latents")
+            prior = staged.prior()
+            tableset, ids, offsets = _stream_parameters(flow, prior)
+            values = z.to(torch.int64).numpy()
+            for i in range(len(batch)):
+                payloads[i].append(entropy.encode(values[i], ids[i], offsets[i], tableset))
+                sub = (
+                    prior
+                    if isinstance(prior, MixturePrior)
+                    else LogisticPrior(prior.mean[i : i + 1], prior.log_scale[i : i + 1])
+                )
+                ideal[i] += _ideal_bits(flow, sub, z[i : i + 1])
+            staged.push(z)
+        if not torch.equal(staged.pixels(), x):
+            raise ModelError(f"model {loaded.name} does not invert exactly on this machine")
+        for i, tile in enumerate(batch):
+            raw = zlib.compress(
+                np.ascontiguousarray(
+                    plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+                ).tobytes(),
+                9,
+            )
+            flow_size = sum(map(len, payloads[i]))
+            stats.tiles += 1
+            if allow_raw and len(raw) < flow_size:
+                chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
+                stats.raw_tiles += 1
+            else:
+                stats.flow_bytes += flow_size
+                stats.ideal_bits += ideal[i]
+                for s, payload in enumerate(payloads[i]):
+                    chunks.append(container.Chunk(0, stages - s, tile.index, payload))
+            done[0] += 1
+            if progress:
+                progress(done[0], total)
+    return chunks
+
+
+def _stream_order(chunk: container.Chunk, stages: dict[int, int]) -> tuple[int, int, int]:
+    rank = 0 if chunk.kind == RAW_KIND else stages[chunk.group] - chunk.kind
+    return (rank, chunk.group, chunk.tile)
+
+
+def encode(
+    image: PixelImage,
+    *,
+    model: str | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    allow_raw: bool = True,
+    progress: Progress | None = None,
+) -> tuple[bytes, EncodeStats]:
+    """Compress an image to .idf bytes; also returns what was measured on the way.
+
+    ``allow_raw`` lets tiles that the flow would code worse fall back to deflate.
+    """
+    if tile_size < 8 or tile_size % 8 or tile_size > 65528:
+        raise ValueError("tile size must be a multiple of 8 between 8 and 65528")
+    pixels = image.pixels
+    stats = EncodeStats(subpixels=int(pixels.size))
+    groups = []
+    chunks: list[container.Chunk] = []
+    stage_counts: dict[int, int] = {}
+    specs = plane_groups(image.mode)
+    total = len(specs) * len(tiles_of(image.height, image.width, tile_size))
+    done = [0]
+    for g, (channels, first) in enumerate(specs):
+        loaded = _resolve_model(channels, model)
+        plane = pixels[:, :, first : first + channels]
+        for chunk in _encode_group(
+            plane, loaded, tile_size, allow_raw, stats, progress, done, total
+        ):
+            chunks.append(container.Chunk(g, chunk.kind, chunk.tile, chunk.payload))
+        stage_counts[g] = loaded.flow.config.stages
+        groups.append(
+            container.PlaneGroup(channels, first, loaded.name, loaded.sha256, ARITHMETIC_FLOAT32)
+        )
+    chunks.sort(key=lambda c: _stream_order(c, stage_counts))
+    header = container.Header(
+        width=image.width,
+        height=image.height,
+        mode=image.mode,
+        source_mode=image.source_mode,
+        tile_size=tile_size,
+        pixel_sha256=hashlib.sha256(pixels.tobytes()).digest(),
+        groups=groups,
+        metadata=dict(image.metadata),
+    )
+    data = container.write(header, chunks)
+    stats.file_bytes = len(data)
+    return data, stats
+
+
+def _model_for(group: container.PlaneGroup) -> LoadedModel:
+    try:
+        loaded = load_model(group.model_name)
+    except ModelError as exc:
+        raise ModelError(f"this file needs model '{group.model_name}': {exc}") from None
+    if loaded.sha256 != group.model_sha256:
+        raise ModelError(
+            f"this file needs model '{group.model_name}' "
+            f"with sha256 {group.model_sha256.hex()[:16]}…, "
+            f"but the installed one has {loaded.sha256.hex()[:16]}…"
+        )
+    if loaded.flow.config.in_channels != group.channels:
+        raise CorruptFile(
+            f"model '{group.model_name}' codes {loaded.flow.config.in_channels} channels, "
+            f"the file says {group.channels}"
+        )
+    if group.arithmetic != ARITHMETIC_FLOAT32:
+        raise CorruptFile(f"unknown arithmetic id {group.arithmetic}")
+    return loaded
+
+
+@torch.no_grad()
+def _decode_group(
+    data: bytes | memoryview,
+    header: container.Header,
+    g: int,
+    entries: dict[tuple[int, int], container.ChunkEntry],
+    out: np.ndarray,
+) -> None:
+    group = header.groups[g]
+    loaded = _model_for(group)
+    flow = loaded.flow
+    stages = flow.config.stages
+    plane = out[:, :, group.first_channel : group.first_channel + group.channels]
+    tiles = tiles_of(header.height, header.width, header.tile_size)
+    for batch in tile_batches(tiles, flow.config.granularity):
+        raw = [(g, t.index, RAW_KIND) in entries for t in batch]
+        raw_latents = None
+        for i, tile in enumerate(batch):
+            if raw[i]:
+                _decode_raw(data, entries[(g, tile.index, RAW_KIND)], tile, plane)
+        if any(raw):
+            raw_latents = flow.latents(_tile_tensor(plane, batch, flow.config.granularity))
+        ph, pw = _padded(batch[0], flow.config.granularity)
+        staged = StagedInverse(flow, len(batch), ph, pw)
+        for s in range(stages):
+            prior = staged.prior()
+            tableset, ids, offsets = _stream_parameters(flow, prior)
+            z = np.empty(ids.shape, dtype=np.int64)
+            for i, tile in enumerate(batch):
+                if raw[i]:
+                    z[i] = raw_latents[s][i].to(torch.int64).numpy()
+                    continue
+                entry = entries.get((g, tile.index, stages - s))
+                if entry is None:
+                    raise CorruptFile(f"tile {tile.index} lacks stage {stages - s}")
+                z[i] = entropy.decode(container.payload(data, entry), ids[i], offsets[i], tableset)
+            if np.abs(z).max(initial=0) > MAX_LATENT:
+                raise CorruptFile("corrupt data: decoded latents out of range")
+            staged.push(torch.from_numpy(z).float())
+        pixels = staged.pixels().permute(0, 2, 3, 1).numpy()
+        for i, tile in enumerate(batch):
+            if raw[i]:
+                continue
+            part = pixels[i, : tile.height, : tile.width]
+            if not np.isfinite(part).all() or part.min() < 0 or part.max() > 255:
+                raise CorruptFile("corrupt data: decoded pixels out of range")
+            plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = part.astype(
+                np.uint8
+            )
+
+
+def _decode_raw(
+    data: bytes | memoryview, entry: container.ChunkEntry, tile: Tile, plane: np.ndarray
+) -> None:
+    expected = tile.height * tile.width * plane.shape[2]
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(bytes(container.payload(data, entry)), expected)
+        complete = inflater.eof and not inflater.unconsumed_tail
+    except zlib.error:
+        raise CorruptFile(f"corrupt raw tile {tile.index}") from None
+    if len(raw) != expected or not complete:
+        raise CorruptFile(f"raw tile {tile.index} has the wrong size")
+    plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = np.frombuffer(
+        raw, np.uint8
+    ).reshape(tile.height, tile.width, plane.shape[2])
+
+
+def _check_chunks(
+    header: container.Header, table: list[container.ChunkEntry]
+) -> dict[tuple[int, int, int], container.ChunkEntry]:
+    entries: dict[tuple[int, int, int], container.ChunkEntry] = {}
+    for entry in table:
+        key = (entry.group, entry.tile, entry.kind)
+        if key in entries:
+            raise CorruptFile(f"duplicate chunk for tile {entry.tile}")
+        entries[key] = entry
+    return entries
+
+
+def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
+    """Decompress .idf bytes; the result is verified against the stored checksum."""
+    header, table = container.read_header(data)
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        raise ImageTooLarge(
+            f"image of {header.width}x{header.height} exceeds the limit of {max_pixels} pixels"
+        )
+    entries = _check_chunks(header, table)
+    channels = CHANNELS[header.mode]
+    out = np.zeros((header.height, header.width, channels), dtype=np.uint8)
+    expected_tiles = header.tile_count
+    for g in range(len(header.groups)):
+        tiles_here = {t for (gg, t, _) in entries if gg == g}
+        if len(tiles_here) != expected_tiles:
+            raise CorruptFile(
+                f"plane group {g} has chunks for {len(tiles_here)} of {expected_tiles} tiles"
+            )
+        _decode_group(data, header, g, entries, out)
+    if hashlib.sha256(out.tobytes()).digest() != header.pixel_sha256:
+        raise CorruptFile("checksum mismatch: the decoded image differs from the original")
+    return PixelImage(out, header.mode, header.source_mode, dict(header.metadata))

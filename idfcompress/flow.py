@@ -1,0 +1,216 @@
+"""The Integer Discrete Flow: levels of squeeze + couplings, factor-out, and the priors.
+
+``IntegerFlow.latents`` maps pixels to integer latents (coarsest stage first);
+``StagedInverse`` walks the other way one stage at a time and hands out the prior of each
+stage before its latents are known, which is what an entropy decoder needs. The encoder uses
+the same ``StagedInverse`` to obtain its priors, so both sides compute them identically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .distributions import LOGSCALE_COUNT, LOGSCALE_MIN, LOGSCALE_STEP
+from .layers import AdditiveCoupling, Chain, GeneralCoupling, Permute, Squeeze
+from .nets import ConvNet
+
+LOGSCALE_MAX = LOGSCALE_MIN + (LOGSCALE_COUNT - 1) * LOGSCALE_STEP
+PIXEL_OFFSET = 128  # pixels are centred before entering the flow
+
+
+@dataclass
+class LogisticPrior:
+    """One discretized logistic per latent: mean and log-scale tensors shaped like it."""
+
+    mean: torch.Tensor
+    log_scale: torch.Tensor
+
+
+@dataclass
+class MixturePrior:
+    """A position-independent mixture per channel; the latents have ``shape``."""
+
+    shape: tuple[int, ...]
+
+
+Prior = LogisticPrior | MixturePrior
+
+
+def logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Natural log of P(x) under a discretized logistic (unit bins, no tail folding)."""
+    inv_scale = torch.exp(-log_scale)
+    upper = (x + 0.5 - mean) * inv_scale
+    lower = (x - 0.5 - mean) * inv_scale
+    return (
+        nn.functional.logsigmoid(upper)
+        + nn.functional.logsigmoid(-lower)
+        + torch.log(-torch.expm1(-inv_scale))
+    )
+
+
+class IntegerFlow(nn.Module):
+    """IDF over 8-bit images with ``config.in_channels`` channels."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        generator = torch.Generator().manual_seed(config.seed)
+        coupling = AdditiveCoupling if config.coupling == "two-way" else GeneralCoupling
+
+        def make_net(cin: int, cout: int) -> nn.Module:
+            return ConvNet(cin, cout, config.width, config.hidden_layers, config.middle_kernel)
+
+        def make_prior(cin: int, cout: int) -> nn.Module:
+            return ConvNet(
+                cin, 2 * cout, config.prior_width, config.hidden_layers, config.middle_kernel
+            )
+
+        channels = config.in_channels
+        self.levels = nn.ModuleList()
+        self.priors = nn.ModuleList()
+        for level in range(config.levels):
+            channels *= 4
+            layers: list[nn.Module] = [Squeeze()]
+            for _ in range(config.couplings_per_level):
+                layers.append(Permute(torch.randperm(channels, generator=generator)))
+                layers.append(coupling(channels, make_net))
+            self.levels.append(Chain(layers))
+            if level < config.levels - 1:
+                keep = channels // 2
+                self.priors.append(make_prior(keep, channels - keep))
+                channels = keep
+        self.top_channels = channels
+        if config.top_split:
+            self.mixture_channels = channels // 2
+            self.top_prior = make_prior(self.mixture_channels, channels - self.mixture_channels)
+        else:
+            self.mixture_channels = channels
+            self.top_prior = None
+        k = config.mixture_components
+        means = torch.linspace(-64.0, 64.0, k).repeat(self.mixture_channels, 1)
+        self.mixture_logits = nn.Parameter(torch.zeros(self.mixture_channels, k))
+        self.mixture_means = nn.Parameter(means)
+        self.mixture_log_scales = nn.Parameter(torch.full((self.mixture_channels, k), 2.0))
+
+    # -- parameters of the priors -------------------------------------------------------
+    def _logistic(self, net: nn.Module, known: torch.Tensor) -> LogisticPrior:
+        mean, log_scale = net(known).chunk(2, dim=1)
+        return LogisticPrior(mean, log_scale.clamp(LOGSCALE_MIN, LOGSCALE_MAX))
+
+    def mixture_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, means, log-scales) of the top mixture, each (channels, components)."""
+        return (
+            self.mixture_logits,
+            self.mixture_means,
+            self.mixture_log_scales.clamp(LOGSCALE_MIN, LOGSCALE_MAX),
+        )
+
+    def mixture_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        logits, means, log_scales = self.mixture_parameters()
+        shape = (1, self.mixture_channels, 1, 1, -1)
+        per_component = logistic_log_prob(
+            z.unsqueeze(-1), means.view(shape), log_scales.view(shape)
+        )
+        weights = torch.log_softmax(logits, dim=-1).view(shape)
+        return torch.logsumexp(per_component + weights, dim=-1)
+
+    # -- encoder direction --------------------------------------------------------------
+    def _run_levels(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        h = x - PIXEL_OFFSET
+        factored = []
+        for index, level in enumerate(self.levels):
+            h = level(h)
+            if index < len(self.levels) - 1:
+                keep = h.shape[1] // 2
+                factored.append((h[:, :keep], h[:, keep:]))
+                h = h[:, :keep]
+        return h, factored
+
+    def latents(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Integer latents of pixels ``x`` (B, C, H, W), coarsest stage first."""
+        top, factored = self._run_levels(x)
+        stages = [top[:, : self.mixture_channels]]
+        if self.top_prior is not None:
+            stages.append(top[:, self.mixture_channels :])
+        stages += [z for _, z in reversed(factored)]
+        return stages
+
+    def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
+        """Ideal code length in bits of each image of the batch (training objective)."""
+        top, factored = self._run_levels(x)
+        top_a = top[:, : self.mixture_channels]
+        log_prob = self.mixture_log_prob(top_a).flatten(1).sum(1)
+        if self.top_prior is not None:
+            prior = self._logistic(self.top_prior, top_a)
+            z = top[:, self.mixture_channels :]
+            log_prob = log_prob + logistic_log_prob(z, prior.mean, prior.log_scale).flatten(1).sum(
+                1
+            )
+        for net, (kept, z) in zip(self.priors, factored, strict=True):
+            prior = self._logistic(net, kept)
+            log_prob = log_prob + logistic_log_prob(z, prior.mean, prior.log_scale).flatten(1).sum(
+                1
+            )
+        return -log_prob / math.log(2.0)
+
+
+class StagedInverse:
+    """Rebuilds pixels from latents stage by stage, giving each stage's prior first.
+
+    Usage: ``for each stage: prior = s.prior(); s.push(latents)``; then ``s.pixels()``.
+    """
+
+    def __init__(self, flow: IntegerFlow, batch: int, height: int, width: int):
+        g = flow.config.granularity
+        if height % g or width % g:
+            raise ValueError(f"tile sides must be multiples of {g}")
+        self.flow = flow
+        self.stage = 0
+        self._top_shape = (batch, flow.top_channels, height // g, width // g)
+        self._top_a: torch.Tensor | None = None
+        self._h: torch.Tensor | None = None
+        self._level = len(flow.levels) - 1  # next level to invert once its input is complete
+
+    @property
+    def stages(self) -> int:
+        return self.flow.config.stages
+
+    def prior(self) -> Prior:
+        """The prior of the next stage's latents."""
+        flow = self.flow
+        if self.stage == 0:
+            b, _, h, w = self._top_shape
+            return MixturePrior((b, flow.mixture_channels, h, w))
+        if self._top_a is not None:  # second half of a split top
+            return flow._logistic(flow.top_prior, self._top_a)
+        return flow._logistic(flow.priors[self._level], self._h)
+
+    def push(self, z: torch.Tensor) -> None:
+        """Supply the next stage's latents (float tensor of integers)."""
+        flow = self.flow
+        if self.stage == 0 and flow.top_prior is not None:
+            self._top_a = z
+        elif self._top_a is not None:
+            self._h = flow.levels[self._level].inverse(torch.cat([self._top_a, z], dim=1))
+            self._top_a = None
+            self._level -= 1
+        elif self.stage == 0:
+            self._h = flow.levels[self._level].inverse(z)
+            self._level -= 1
+        else:
+            self._h = flow.levels[self._level].inverse(torch.cat([self._h, z], dim=1))
+            self._level -= 1
+        self.stage += 1
+
+    def pixels(self) -> torch.Tensor:
+        """The reconstructed pixels once every stage was pushed."""
+        if self.stage != self.stages:
+            raise RuntimeError("not every stage was pushed")
+        return self._h + PIXEL_OFFSET

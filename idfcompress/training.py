@@ -1,0 +1,302 @@
+"""Training of flow models on folders of photographs, with exact resume and export."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import ModelConfig
+from .flow import IntegerFlow
+from .model_io import save_model
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_files(folders: Sequence[str | Path]) -> list[Path]:
+    """Every image file below the given folders (or the files themselves), sorted."""
+    found: list[Path] = []
+    for item in map(Path, folders):
+        if item.is_file():
+            found.append(item)
+        else:
+            found += [p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
+
+
+def load_pixels(path: Path, channels: int) -> np.ndarray:
+    """An image file as uint8 (H, W, channels): RGB, or luma for one channel."""
+    with Image.open(path) as image:
+        image = image.convert("RGB" if channels == 3 else "L")
+        array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+class CropSampler:
+    """Random crops with flips from images held in memory, drawn in proportion to area."""
+
+    def __init__(self, files: Sequence[Path], channels: int, crop: int, seed: int):
+        self.images = [
+            a for a in (load_pixels(f, channels) for f in files) if min(a.shape[:2]) >= crop
+        ]
+        if not self.images:
+            raise ValueError(f"no training image is at least {crop}x{crop}")
+        areas = np.array([a.shape[0] * a.shape[1] for a in self.images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def pixels(self) -> int:
+        return sum(a.shape[0] * a.shape[1] for a in self.images)
+
+    def batch(self, size: int) -> torch.Tensor:
+        crops = []
+        for index in self.rng.choice(len(self.images), size=size, p=self.weights):
+            image = self.images[index]
+            y = self.rng.integers(0, image.shape[0] - self.crop + 1)
+            x = self.rng.integers(0, image.shape[1] - self.crop + 1)
+            patch = image[y : y + self.crop, x : x + self.crop]
+            if self.rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            crops.append(patch.transpose(2, 0, 1))
+        return torch.from_numpy(np.ascontiguousarray(np.stack(crops))).float()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Edge-replicate (B, C, H, W) so that H and W are multiples of ``multiple``."""
+    pad_h = -x.shape[2] % multiple
+    pad_w = -x.shape[3] % multiple
+    if pad_h or pad_w:
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
+@torch.no_grad()
+def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
+    """Ideal bits per subpixel of whole images (tiled, padded), over the original subpixels."""
+    flow.eval()
+    bits = 0.0
+    subpixels = 0
+    for path in files:
+        pixels = torch.from_numpy(
+            load_pixels(path, flow.config.in_channels).transpose(2, 0, 1).copy()
+        )
+        pixels = pixels.float().unsqueeze(0)
+        _, c, h, w = pixels.shape
+        subpixels += c * h * w
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                part = pad_to_multiple(
+                    pixels[:, :, y : y + tile, x : x + tile], flow.config.granularity
+                )
+                bits += float(flow.nll_bits(part).sum())
+    return bits / max(subpixels, 1)
+
+
+@dataclass
+class TrainSettings:
+    """Everything a training run needs besides the architecture."""
+
+    name: str
+    train: list[str]
+    val: list[str]
+    out_dir: str = "runs"
+    models_dir: str = "models"
+    steps: int = 20000
+    batch: int = 16
+    crop: int = 64
+    lr: float = 1e-3
+    warmup: int = 300
+    final_lr_fraction: float = 0.05
+    ema: float = 0.999
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    validate_every: int = 1000
+    val_images: int = 8
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def learning_rate(settings: TrainSettings, step: int) -> float:
+    if step < settings.warmup:
+        return settings.lr * (step + 1) / settings.warmup
+    progress = min(1.0, (step - settings.warmup) / max(1, settings.steps - settings.warmup))
+    floor = settings.final_lr_fraction
+    return settings.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    """One training run: model, EMA copy, optimiser, data, checkpoints, log."""
+
+    def __init__(self, config: ModelConfig, settings: TrainSettings):
+        self.config = config
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        self.run_dir = Path(settings.out_dir) / settings.name
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(settings.seed)
+        self.flow = IntegerFlow(config).to(self.device)
+        self.ema = IntegerFlow(config).to(self.device)
+        self.ema.load_state_dict(self.flow.state_dict())
+        self.ema.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=settings.lr)
+        self.sampler = CropSampler(
+            image_files(settings.train), config.in_channels, settings.crop, settings.seed
+        )
+        self.val_files = image_files(settings.val)
+        self.step = 0
+        self.seconds = 0.0
+        self.best_val: float | None = None
+        self.checkpoint = self.run_dir / "checkpoint.pt"
+        if self.checkpoint.exists():
+            self._resume()
+
+    def _state(self) -> dict:
+        return {
+            "config": self.config.to_json(),
+            "settings": json.dumps(asdict(self.settings)),
+            "flow": self.flow.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "seconds": self.seconds,
+            "best_val": self.best_val,
+            "numpy_rng": json.dumps(self.sampler.rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        tmp = self.checkpoint.with_suffix(".tmp")
+        torch.save(self._state(), tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def _resume(self) -> None:
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        if state["config"] != self.config.to_json():
+            raise ValueError(f"{self.checkpoint} was made with another model config")
+        self.flow.load_state_dict(state["flow"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.seconds = state["seconds"]
+        self.best_val = state["best_val"]
+        self.sampler.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def log(self, record: dict) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def train_step(self) -> float:
+        self.flow.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.settings, self.step)
+        batch = self.sampler.batch(self.settings.batch).to(self.device)
+        bits = self.flow.nll_bits(batch)
+        bpd = bits.mean() / batch[0].numel()
+        self.optimizer.zero_grad(set_to_none=True)
+        bpd.backward()
+        torch.nn.utils.clip_grad_norm_(self.flow.parameters(), 100.0)
+        self.optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.flow.parameters(), strict=True):
+                e.lerp_(p, 1.0 - self.settings.ema)
+        self.step += 1
+        return float(bpd)
+
+    def validate(self, limit: int | None) -> float:
+        files = (
+            self.val_files
+            if limit is None
+            else self.val_files[:: max(1, len(self.val_files) // limit)][:limit]
+        )
+        return validation_bits(self.ema, files)
+
+    def run(self, progress: bool = True) -> None:
+        settings = self.settings
+        last_checkpoint = time.monotonic()
+        started = time.monotonic() - self.seconds
+        window: list[float] = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=settings.steps, initial=self.step, unit="step", dynamic_ncols=True)
+        while self.step < settings.steps:
+            window.append(self.train_step())
+            self.seconds = time.monotonic() - started
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(bpd=f"{np.mean(window[-50:]):.3f}")
+            if self.step % settings.validate_every == 0 or self.step == settings.steps:
+                val = self.validate(settings.val_images)
+                self.log(
+                    {
+                        "step": self.step,
+                        "seconds": round(self.seconds, 1),
+                        "lr": learning_rate(settings, self.step),
+                        "train_bpd": float(np.mean(window)),
+                        "val_bpd": val,
+                    }
+                )
+                window = []
+            if time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60:
+                self.save_checkpoint()
+                last_checkpoint = time.monotonic()
+        self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+
+    def export(self, val_limit: int | None = None) -> Path:
+        """Write models/NAME.safetensors and its model card models/NAME.json."""
+        settings = self.settings
+        models = Path(settings.models_dir)
+        models.mkdir(parents=True, exist_ok=True)
+        weights = models / f"{settings.name}.safetensors"
+        digest = save_model(self.ema, weights, {"name": settings.name})
+        per_set = {}
+        for folder in settings.val:
+            files = image_files([folder])
+            if val_limit:
+                files = files[:val_limit]
+            per_set[folder] = {
+                "images": len(files),
+                "ideal_bpsp": round(validation_bits(self.ema, files), 4),
+            }
+        card = {
+            "name": settings.name,
+            "weights": weights.name,
+            "sha256": digest,
+            "config": json.loads(self.config.to_json()),
+            "parameters": sum(p.numel() for p in self.ema.parameters()),
+            "data": {"train": settings.train, "train_pixels": self.sampler.pixels},
+            "training": {
+                "steps": self.step,
+                "hours": round(self.seconds / 3600, 3),
+                "batch": settings.batch,
+                "crop": settings.crop,
+                "lr": settings.lr,
+                "ema": settings.ema,
+                "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+                f"{self.device}",
+            },
+            "validation": per_set,
+        }
+        (models / f"{settings.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+        return weights

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny models made on the fly (CI never trains a real model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from idfcompress import model_io
+from idfcompress.config import ModelConfig
+from idfcompress.flow import IntegerFlow
+
+TINY = {"width": 8, "prior_width": 8, "couplings_per_level": 2, "hidden_layers": 1}
+
+
+def make_tiny_flow(in_channels: int, seed: int = 0, **overrides) -> IntegerFlow:
+    """A small flow whose zero-initialised layers are perturbed so every coupling acts."""
+    torch.manual_seed(seed)
+    flow = IntegerFlow(ModelConfig(in_channels=in_channels, **{**TINY, **overrides}))
+    with torch.no_grad():
+        for parameter in flow.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return flow.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    model_io.save_model(make_tiny_flow(3), folder / "tiny-rgb.safetensors")
+    model_io.save_model(make_tiny_flow(1, seed=1), folder / "tiny-gray.safetensors")
+    model_io.save_model(make_tiny_flow(3, seed=2), folder / "tiny-rgb-other.safetensors")
+    return folder
+
+
+@pytest.fixture()
+def tiny_models(tiny_model_dir, monkeypatch):
+    """Make the tiny models the defaults for this test."""
+    monkeypatch.setenv(model_io.MODELS_ENV, str(tiny_model_dir))
+    monkeypatch.setitem(model_io.DEFAULT_MODELS, 3, "tiny-rgb")
+    monkeypatch.setitem(model_io.DEFAULT_MODELS, 1, "tiny-gray")
+    return tiny_model_dir
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(1234)
+
+
+def smooth_image(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
+    """A photo-like (smooth plus mild noise) uint8 image."""
+    y, x = np.mgrid[0:height, 0:width]
+    base = 128 + 60 * np.sin(x / 9.0 + rng.uniform(0, 6)) * np.cos(y / 13.0 + rng.uniform(0, 6))
+    planes = [base + rng.normal(0, 4, base.shape) + 20 * c for c in range(channels)]
+    return np.clip(np.stack(planes, axis=-1), 0, 255).astype(np.uint8)

@@ -1,0 +1,226 @@
+"""Exact round trips through the whole codec with tiny models, and refusal of bad files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import idfcompress as ic
+from idfcompress import codec, container, model_io
+from idfcompress.errors import (
+    CorruptFile,
+    FormatError,
+    IdfError,
+    ImageTooLarge,
+    ModelError,
+    NotAnIdfFile,
+    TruncatedFile,
+    UnsupportedImage,
+)
+
+MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    height=st.integers(1, 70),
+    width=st.integers(1, 70),
+    channels=st.sampled_from([1, 2, 3, 4]),
+    tile=st.sampled_from([8, 16, 24, 64]),
+    allow_raw=st.booleans(),
+    noise=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_is_exact(tiny_models, height, width, channels, tile, allow_raw, noise, seed):
+    rng = np.random.default_rng(seed)
+    if noise:
+        image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    else:
+        image = smooth_image(rng, height, width, channels)
+    data, stats = ic.compress_with_stats(image, tile_size=tile, allow_raw=allow_raw)
+    out = ic.decompress(data)
+    expected = image[:, :, 0] if channels == 1 else image
+    assert out.dtype == np.uint8 and np.array_equal(out, expected)
+    if not allow_raw:
+        assert stats.raw_tiles == 0
+    assert ic.info(data)["mode"] == MODES[channels]
+
+
+def test_flow_coding_is_close_to_ideal(tiny_models, rng):
+    image = smooth_image(rng, 96, 128, 3)
+    data, stats = ic.compress_with_stats(image, allow_raw=False, tile_size=64)
+    assert stats.raw_tiles == 0 and stats.ideal_bits > 0
+    # Random tiny models put many latents in the far tails, where the escape code is cheaper
+    # than the logistic's tail, so only the upper bound is meaningful here (the shipped
+    # model's two-sided figure is tested in test_shipped_model.py).
+    assert stats.overhead < 0.01, stats.overhead
+    assert np.array_equal(ic.decompress(data), image)
+
+
+def test_noise_falls_back_to_raw_and_barely_grows(tiny_models, rng):
+    image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    data, stats = ic.compress_with_stats(image, tile_size=32)
+    assert stats.raw_tiles == stats.tiles
+    assert len(data) < image.size * 1.02 + 400
+    assert np.array_equal(ic.decompress(data), image)
+
+
+def test_pil_modes_round_trip(tiny_models, rng):
+    rgb = Image.fromarray(smooth_image(rng, 20, 30, 3))
+    palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    out = ic.decompress_image(ic.compress(palette))
+    assert out.mode == "RGB" and np.array_equal(np.asarray(out), np.asarray(palette.convert("RGB")))
+    assert ic.info(ic.compress(palette))["source_mode"] == "P"
+
+    bilevel = Image.fromarray(rng.integers(0, 2, (17, 23), dtype=np.uint8) * 255).convert("1")
+    out = ic.decompress_image(ic.compress(bilevel))
+    assert out.mode == "L" and np.array_equal(np.asarray(out), np.asarray(bilevel.convert("L")))
+
+    with_transparency = palette.copy()
+    with_transparency.info["transparency"] = 0
+    out = ic.decompress_image(ic.compress(with_transparency))
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out), np.asarray(with_transparency.convert("RGBA")))
+
+
+def test_icc_and_exif_survive(tiny_models, rng):
+    image = Image.fromarray(smooth_image(rng, 16, 16, 3))
+    exif = Image.Exif()
+    exif[0x010F] = "idfcompress test camera"
+    buffer = io.BytesIO()
+    icc = b"fake-icc-profile" * 10
+    image.save(buffer, format="PNG", icc_profile=icc, exif=exif.tobytes())
+    data = ic.compress(Image.open(io.BytesIO(buffer.getvalue())))
+    out = ic.decompress_image(data)
+    assert out.info["icc_profile"] == icc
+    assert Image.Exif().load(out.info["exif"]) is None or out.info["exif"] == exif.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "CMYK"])
+def test_unsupported_modes_are_refused(tiny_models, mode):
+    image = Image.new(mode, (4, 4))
+    with pytest.raises(UnsupportedImage, match="not supported"):
+        ic.compress(image)
+
+
+def test_unsupported_arrays_are_refused(tiny_models):
+    with pytest.raises(UnsupportedImage):
+        ic.compress(np.zeros((4, 4), dtype=np.uint16))
+    with pytest.raises(UnsupportedImage):
+        ic.compress(np.zeros((4, 4, 5), dtype=np.uint8))
+    with pytest.raises(UnsupportedImage):
+        ic.compress(np.zeros((0, 4), dtype=np.uint8))
+
+
+@pytest.fixture()
+def small_file(tiny_models, rng):
+    image = smooth_image(rng, 24, 40, 3)
+    return ic.compress_with_stats(image, tile_size=16, allow_raw=False)[0]
+
+
+def _rewrite_payload(data: bytes, index: int, mutate) -> bytes:
+    """Change one payload and fix its CRC so that only the pixel checksum can catch it."""
+    header, chunks = container.read(data)
+    rebuilt = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in chunks]
+    c = rebuilt[index]
+    rebuilt[index] = container.Chunk(c.group, c.kind, c.tile, mutate(c.payload))
+    return container.write(header, rebuilt)
+
+
+def test_tampered_payload_never_gives_a_wrong_image(small_file):
+    header, chunks = container.read(small_file)
+    for index in range(len(chunks)):
+
+        def flip(payload: bytes) -> bytes:
+            if not payload:
+                return b"\x01\x00\x00\x00"
+            b = bytearray(payload)
+            b[len(b) // 2] ^= 0x10
+            return bytes(b)
+
+        with pytest.raises(CorruptFile):
+            ic.decompress(_rewrite_payload(small_file, index, flip))
+
+
+def test_truncation_and_bit_flips_give_format_errors(small_file):
+    for cut in range(0, len(small_file), max(1, len(small_file) // 60)):
+        with pytest.raises(FormatError):
+            ic.decompress(small_file[:cut])
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        damaged = bytearray(small_file)
+        damaged[rng.integers(len(damaged))] ^= 1 << rng.integers(8)
+        with pytest.raises(IdfError):
+            ic.decompress(bytes(damaged))
+
+
+def test_foreign_files_are_refused(tiny_models):
+    with pytest.raises(NotAnIdfFile):
+        ic.decompress(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(TruncatedFile):
+        ic.decompress(b"")
+
+
+def test_wrong_model_is_named(small_file, tiny_model_dir, monkeypatch, tmp_path):
+    # same name, other weights: the hash no longer matches
+    other = tmp_path / "tiny-rgb.safetensors"
+    other.write_bytes((tiny_model_dir / "tiny-rgb-other.safetensors").read_bytes())
+    monkeypatch.setenv(model_io.MODELS_ENV, str(tmp_path))
+    with pytest.raises(ModelError, match="tiny-rgb"):
+        ic.decompress(small_file)
+    monkeypatch.setenv(model_io.MODELS_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="tiny-rgb"):
+        ic.decompress(small_file)
+
+
+def test_explicit_model_is_recorded(tiny_models, rng):
+    data = ic.compress(smooth_image(rng, 16, 16, 3), model="tiny-rgb-other")
+    assert ic.info(data)["groups"][0]["model"] == "tiny-rgb-other"
+    with pytest.raises(ModelError):
+        ic.compress(smooth_image(rng, 16, 16, 3), model="no-such-model")
+
+
+def test_pixel_limit_guards_decoding(small_file):
+    with pytest.raises(ImageTooLarge):
+        ic.decompress(small_file, max_pixels=100)
+    assert ic.decompress(small_file, max_pixels=None).shape == (24, 40, 3)
+
+
+def test_raw_tiles_with_bad_deflate_are_corrupt(tiny_models, rng):
+    image = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    data = ic.compress(image)
+    assert ic.info(data)["raw_tiles"] == 1
+    for payload in (zlib.compress(b"short"), b"not deflate", zlib.compress(image.tobytes() + b"x")):
+        with pytest.raises(CorruptFile):
+            ic.decompress(_rewrite_payload(data, 0, lambda _p, payload=payload: payload))
+
+
+def test_chunk_order_puts_coarsest_stage_first(tiny_models, rng):
+    data, _ = ic.compress_with_stats(smooth_image(rng, 40, 40, 3), tile_size=16, allow_raw=False)
+    _, entries = container.read_header(data)
+    kinds = [e.kind for e in entries]
+    assert kinds == sorted(kinds, reverse=True)
+    assert max(kinds) == model_io.load_model("tiny-rgb").flow.config.stages
+
+
+def test_tiles_batch_by_shape():
+    tiles = codec.tiles_of(20, 40, 16)
+    batches = list(codec.tile_batches(tiles, 8))
+    assert sorted(t.index for b in batches for t in b) == list(range(len(tiles)))
+    for batch in batches:
+        assert len({codec._padded(t, 8) for t in batch}) == 1
+
+
+def test_struct_of_header_starts_with_magic(small_file):
+    assert small_file.startswith(container.MAGIC)
+    assert struct.unpack_from("<H", small_file, 8)[0] == container.FORMAT_VERSION

@@ -44,7 +44,15 @@ def load_pixels(path: Path, channels: int) -> np.ndarray:
 class CropSampler:
     """Random crops with flips from images held in memory, drawn in proportion to area."""
 
-    def __init__(self, files: Sequence[Path], channels: int, crop: int, seed: int):
+    def __init__(
+        self,
+        files: Sequence[Path],
+        channels: int,
+        crop: int,
+        seed: int,
+        pad_fraction: float = 0.0,
+        max_pad: int = 7,
+    ):
         self.images = [
             a for a in (load_pixels(f, channels) for f in files) if min(a.shape[:2]) >= crop
         ]
@@ -53,6 +61,8 @@ class CropSampler:
         areas = np.array([a.shape[0] * a.shape[1] for a in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.crop = crop
+        self.pad_fraction = pad_fraction
+        self.max_pad = max_pad
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -63,9 +73,16 @@ class CropSampler:
         crops = []
         for index in self.rng.choice(len(self.images), size=size, p=self.weights):
             image = self.images[index]
-            y = self.rng.integers(0, image.shape[0] - self.crop + 1)
-            x = self.rng.integers(0, image.shape[1] - self.crop + 1)
-            patch = image[y : y + self.crop, x : x + self.crop]
+            pad_y = pad_x = 0
+            if self.pad_fraction and self.rng.random() < self.pad_fraction:
+                # teach the model the edge-replicated padding the codec adds to tile borders
+                pad_y, pad_x = self.rng.integers(0, self.max_pad + 1, size=2)
+            h, w = self.crop - pad_y, self.crop - pad_x
+            y = self.rng.integers(0, image.shape[0] - h + 1)
+            x = self.rng.integers(0, image.shape[1] - w + 1)
+            patch = image[y : y + h, x : x + w]
+            if pad_y or pad_x:
+                patch = np.pad(patch, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             crops.append(patch.transpose(2, 0, 1))
@@ -123,6 +140,7 @@ class TrainSettings:
     checkpoint_minutes: float = 5.0
     validate_every: int = 1000
     val_images: int = 8
+    pad_fraction: float = 0.0
     device: str = "auto"
     extra: dict = field(default_factory=dict)
 
@@ -157,7 +175,12 @@ class Trainer:
         self.ema.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=settings.lr)
         self.sampler = CropSampler(
-            image_files(settings.train), config.in_channels, settings.crop, settings.seed
+            image_files(settings.train),
+            config.in_channels,
+            settings.crop,
+            settings.seed,
+            settings.pad_fraction,
+            config.granularity - 1,
         )
         self.val_files = image_files(settings.val)
         self.step = 0
@@ -218,7 +241,7 @@ class Trainer:
             for e, p in zip(self.ema.parameters(), self.flow.parameters(), strict=True):
                 e.lerp_(p, 1.0 - self.settings.ema)
         self.step += 1
-        return float(bpd)
+        return float(bpd.detach())
 
     def validate(self, limit: int | None) -> float:
         files = (

@@ -58,6 +58,12 @@ def _read_input(name: str) -> bytes:
         raise Failure(exc.strerror or str(exc)) from None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def _atomic_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]:
     """Yield a writer; the file appears complete at ``path`` or not at all."""
@@ -70,6 +76,7 @@ def _atomic_output(path: Path, force: bool) -> Iterator[Callable[[bytes], None]]
             yield handle.write
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         if force:
             os.replace(tmp, path)
         else:
@@ -182,7 +189,7 @@ def main(debug: bool) -> None:
     """
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES)
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file, or directory when several inputs are given.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
@@ -252,7 +259,7 @@ def compress(
     _run(images, one)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
 @click.option(
     "-o", "--output", help="Output image (format from its extension, PNG by default), or directory."
@@ -304,7 +311,7 @@ def decompress(
     _run(files, one)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
 @click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
 def test(files: tuple[str, ...], threads: int | None) -> None:
@@ -318,7 +325,7 @@ def test(files: tuple[str, ...], threads: int | None) -> None:
     _run(files, one)
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(files: tuple[str, ...], as_json: bool) -> None:

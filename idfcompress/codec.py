@@ -293,55 +293,132 @@ def _model_for(group: container.PlaneGroup) -> LoadedModel:
     return loaded
 
 
-@torch.no_grad()
+class _BatchDecoder:
+    """One batch of tiles of a plane group, decoded stage by stage (coarsest first).
+
+    The exact decoder (:func:`_decode_group`) and the progressive decoder
+    (``idfcompress.progressive``) both go through this class, so they run the same
+    batches, priors and tables. Raw tiles are decoded (and their latents computed) on
+    construction; ``staged`` holds the inverse flow after the stages decoded so far.
+    """
+
+    @torch.no_grad()
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        flow: IntegerFlow,
+        g: int,
+        batch: list[Tile],
+        entries: dict[tuple[int, int, int], container.ChunkEntry],
+        plane: np.ndarray,
+    ) -> None:
+        self.flow = flow
+        self.group = g
+        self.batch = batch
+        self.entries = entries
+        self.stages = flow.config.stages
+        self.raw = [(g, t.index, RAW_KIND) in entries for t in batch]
+        self.raw_latents: list[torch.Tensor] | None = None
+        for i, tile in enumerate(batch):
+            if self.raw[i]:
+                _decode_raw(data, entries[(g, tile.index, RAW_KIND)], tile, plane)
+        if any(self.raw):
+            self.raw_latents = flow.latents(_tile_tensor(plane, batch, flow.config.granularity))
+        ph, pw = _padded(batch[0], flow.config.granularity)
+        self.staged = StagedInverse(flow, len(batch), ph, pw)
+
+    @property
+    def all_raw(self) -> bool:
+        return all(self.raw)
+
+    @torch.no_grad()
+    def parameters(
+        self, staged: StagedInverse
+    ) -> tuple[Prior, entropy.TableSet, np.ndarray, np.ndarray]:
+        """Prior, table set, table ids and offsets of the next stage of ``staged``."""
+        prior = staged.prior()
+        return (prior, *_stream_parameters(self.flow, prior))
+
+    def raw_stage(self, s: int, z: np.ndarray) -> None:
+        """Put the raw tiles' latents of stage ``s`` (0 = coarsest) into ``z`` in place."""
+        for i in range(len(self.batch)):
+            if self.raw[i]:
+                assert self.raw_latents is not None
+                z[i] = self.raw_latents[s][i].to(torch.int64).numpy()
+
+    @torch.no_grad()
+    def decode_stage(self, data: bytes | memoryview) -> None:
+        """Entropy-decode the next stage of every tile from ``data`` and push it."""
+        s = self.staged.stage
+        _, tableset, ids, offsets = self.parameters(self.staged)
+        z = np.empty(ids.shape, dtype=np.int64)
+        self.raw_stage(s, z)
+        for i, tile in enumerate(self.batch):
+            if self.raw[i]:
+                continue
+            entry = self.entries.get((self.group, tile.index, self.stages - s))
+            if entry is None:
+                raise CorruptFile(f"tile {tile.index} lacks stage {self.stages - s}")
+            z[i] = entropy.decode(container.payload(data, entry), ids[i], offsets[i], tableset)
+        if np.abs(z).max(initial=0) > MAX_LATENT:
+            raise CorruptFile("corrupt data: decoded latents out of range")
+        self.staged.push(torch.from_numpy(z).float())
+
+    @torch.no_grad()
+    def write_pixels(self, staged: StagedInverse, plane: np.ndarray, exact: bool = True) -> None:
+        """Crop the flow tiles of a complete ``staged`` into ``plane`` (raw tiles are there).
+
+        ``exact``: out-of-range pixels mean corrupt data; otherwise (a preview) they are
+        clipped to 0..255.
+        """
+        pixels = staged.pixels().permute(0, 2, 3, 1).numpy()
+        for i, tile in enumerate(self.batch):
+            if self.raw[i]:
+                continue
+            part = pixels[i, : tile.height, : tile.width]
+            if exact:
+                if not np.isfinite(part).all() or part.min() < 0 or part.max() > 255:
+                    raise CorruptFile("corrupt data: decoded pixels out of range")
+            else:
+                part = np.clip(np.nan_to_num(part), 0, 255)
+            plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = part.astype(
+                np.uint8
+            )
+
+
+def _group_plane(header: container.Header, g: int, out: np.ndarray) -> np.ndarray:
+    """The view of ``out`` holding plane group ``g``'s channels."""
+    group = header.groups[g]
+    return out[:, :, group.first_channel : group.first_channel + group.channels]
+
+
+def _batch_decoders(
+    data: bytes | memoryview,
+    header: container.Header,
+    g: int,
+    entries: dict[tuple[int, int, int], container.ChunkEntry],
+    out: np.ndarray,
+) -> Iterator[_BatchDecoder]:
+    """The batches of plane group ``g``, in coding order, each ready for its first stage."""
+    flow = _model_for(header.groups[g]).flow
+    plane = _group_plane(header, g, out)
+    tiles = tiles_of(header.height, header.width, header.tile_size)
+    for batch in tile_batches(tiles, flow.config.granularity):
+        yield _BatchDecoder(data, flow, g, batch, entries, plane)
+
+
 def _decode_group(
     data: bytes | memoryview,
     header: container.Header,
     g: int,
-    entries: dict[tuple[int, int], container.ChunkEntry],
+    entries: dict[tuple[int, int, int], container.ChunkEntry],
     out: np.ndarray,
 ) -> None:
-    group = header.groups[g]
-    loaded = _model_for(group)
-    flow = loaded.flow
-    stages = flow.config.stages
-    plane = out[:, :, group.first_channel : group.first_channel + group.channels]
-    tiles = tiles_of(header.height, header.width, header.tile_size)
-    for batch in tile_batches(tiles, flow.config.granularity):
-        raw = [(g, t.index, RAW_KIND) in entries for t in batch]
-        raw_latents = None
-        for i, tile in enumerate(batch):
-            if raw[i]:
-                _decode_raw(data, entries[(g, tile.index, RAW_KIND)], tile, plane)
-        if any(raw):
-            raw_latents = flow.latents(_tile_tensor(plane, batch, flow.config.granularity))
-        ph, pw = _padded(batch[0], flow.config.granularity)
-        staged = StagedInverse(flow, len(batch), ph, pw)
-        for s in range(stages):
-            prior = staged.prior()
-            tableset, ids, offsets = _stream_parameters(flow, prior)
-            z = np.empty(ids.shape, dtype=np.int64)
-            for i, tile in enumerate(batch):
-                if raw[i]:
-                    z[i] = raw_latents[s][i].to(torch.int64).numpy()
-                    continue
-                entry = entries.get((g, tile.index, stages - s))
-                if entry is None:
-                    raise CorruptFile(f"tile {tile.index} lacks stage {stages - s}")
-                z[i] = entropy.decode(container.payload(data, entry), ids[i], offsets[i], tableset)
-            if np.abs(z).max(initial=0) > MAX_LATENT:
-                raise CorruptFile("corrupt data: decoded latents out of range")
-            staged.push(torch.from_numpy(z).float())
-        pixels = staged.pixels().permute(0, 2, 3, 1).numpy()
-        for i, tile in enumerate(batch):
-            if raw[i]:
-                continue
-            part = pixels[i, : tile.height, : tile.width]
-            if not np.isfinite(part).all() or part.min() < 0 or part.max() > 255:
-                raise CorruptFile("corrupt data: decoded pixels out of range")
-            plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = part.astype(
-                np.uint8
-            )
+    plane = _group_plane(header, g, out)
+    for decoder in _batch_decoders(data, header, g, entries, out):
+        for _ in range(decoder.stages):
+            decoder.decode_stage(data)
+        decoder.write_pixels(decoder.staged, plane)
 
 
 def _decode_raw(
@@ -373,16 +450,15 @@ def _check_chunks(
     return entries
 
 
-def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
-    """Decompress .idf bytes; the result is verified against the stored checksum."""
-    header, table = container.read_header(data)
+def _decode_plan(
+    header: container.Header, table: list[container.ChunkEntry], max_pixels: int | None
+) -> dict[tuple[int, int, int], container.ChunkEntry]:
+    """Checks shared by every decoder once the header is known; the chunks by key."""
     if max_pixels is not None and header.width * header.height > max_pixels:
         raise ImageTooLarge(
             f"image of {header.width}x{header.height} exceeds the limit of {max_pixels} pixels"
         )
     entries = _check_chunks(header, table)
-    channels = CHANNELS[header.mode]
-    out = np.zeros((header.height, header.width, channels), dtype=np.uint8)
     expected_tiles = header.tile_count
     for g in range(len(header.groups)):
         tiles_here = {t for (gg, t, _) in entries if gg == g}
@@ -390,7 +466,21 @@ def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> 
             raise CorruptFile(
                 f"plane group {g} has chunks for {len(tiles_here)} of {expected_tiles} tiles"
             )
-        _decode_group(data, header, g, entries, out)
+    return entries
+
+
+def _verified(header: container.Header, out: np.ndarray) -> PixelImage:
+    """The decoded image, once its pixels match the file's SHA-256."""
     if hashlib.sha256(out.tobytes()).digest() != header.pixel_sha256:
         raise CorruptFile("checksum mismatch: the decoded image differs from the original")
     return PixelImage(out, header.mode, header.source_mode, dict(header.metadata))
+
+
+def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
+    """Decompress .idf bytes; the result is verified against the stored checksum."""
+    header, table = container.read_header(data)
+    entries = _decode_plan(header, table, max_pixels)
+    out = np.zeros((header.height, header.width, CHANNELS[header.mode]), dtype=np.uint8)
+    for g in range(len(header.groups)):
+        _decode_group(data, header, g, entries, out)
+    return _verified(header, out)

@@ -26,6 +26,16 @@ LOSSLESS_FORMATS = {
     ".tga": "TGA",
     ".qoi": "QOI",
 }
+# Modes each format stores exactly (others would lose alpha or change the mode).
+FORMAT_MODES = {
+    "PNG": {"L", "LA", "RGB", "RGBA"},
+    "TIFF": {"L", "LA", "RGB", "RGBA"},
+    "BMP": {"L", "RGB"},
+    "WEBP": {"RGB", "RGBA"},
+    "PPM": {"L", "RGB"},
+    "TGA": {"L", "LA", "RGB", "RGBA"},
+    "QOI": {"RGB", "RGBA"},
+}
 
 
 @dataclass
@@ -130,6 +140,11 @@ def output_format(path: str | os.PathLike) -> str:
 
 def encode_image(image: PixelImage, fmt: str = "PNG") -> bytes:
     """The image encoded losslessly in a classic format, with its metadata."""
+    if image.mode not in FORMAT_MODES[fmt]:
+        usable = ", ".join(sorted(FORMAT_MODES[fmt]))
+        raise UnsupportedImage(
+            f"{fmt} cannot store {image.mode} images exactly (only {usable}); use .png"
+        )
     pil = to_pil(image)
     options: dict = {}
     if "ICCP" in image.metadata and fmt in ("PNG", "TIFF", "WEBP"):

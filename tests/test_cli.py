@@ -193,11 +193,6 @@ def test_lossy_or_unknown_output_format_refused(photo_idf, suffix):
     assert_no_temp_files(photo_idf.parent)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="imageio.encode_image silently drops alpha for BMP/PPM (Pillow writes RGB); "
-    "the CLI should refuse these like .jpg",
-)
 @pytest.mark.parametrize("suffix", [".bmp", ".ppm"])
 def test_rgba_to_a_format_without_alpha_is_refused(work, suffix):
     save_png(work / "img.png", make_array(seed=4, channels=4))

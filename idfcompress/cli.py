@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__, api
+from . import __version__, api, progressive
 from .codec import DEFAULT_TILE_SIZE, MAX_PIXELS
-from .errors import IdfError
+from .errors import IdfError, TruncatedFile
 from .imageio import encode_image, output_format
 from .model_io import DEFAULT_MODELS, available_models
 
@@ -26,6 +26,12 @@ Exit codes:
   1  an error with at least one input (the others are still processed)
   2  usage error (bad option or argument)
   130 interrupted (Ctrl-C); no partial output is left behind"""
+
+PREVIEW_EXIT = 3
+PREVIEW_EXIT_CODES = (
+    EXIT_CODES + f"\n  {PREVIEW_EXIT}  only a preview, not the exact image, was written or shown"
+    "\n     (decompress --bytes / --progressive, view: the data ends early)"
+)
 
 STDIO = "-"
 
@@ -171,7 +177,7 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=PREVIEW_EXIT_CODES)
 @click.version_option(
     __version__,
     message="idfc %(version)s (default models: "
@@ -259,7 +265,118 @@ def compress(
     _run(images, one)
 
 
-@main.command(epilog=EXIT_CODES)
+class _ByteCount(click.ParamType):
+    """A byte count (``1500``) or a percentage of the file (``30%``)."""
+
+    name = "byte count"
+
+    class Value:
+        def __init__(self, count: int | None, percent: float | None) -> None:
+            self.count, self.percent = count, percent
+
+        def of(self, size: int) -> int:
+            if self.percent is not None:
+                return int(size * self.percent / 100)
+            assert self.count is not None
+            return self.count
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, _ByteCount.Value):
+            return value
+        text = str(value).strip()
+        try:
+            if text.endswith("%"):
+                percent = float(text[:-1])
+                if 0 <= percent <= 100:
+                    return _ByteCount.Value(None, percent)
+            elif int(text) >= 0:
+                return _ByteCount.Value(int(text), None)
+        except ValueError:
+            pass
+        self.fail(f"{value!r} is not a byte count or a percentage (like 4096 or 30%)", param, ctx)
+
+
+def _preview_note(name: str, stage: progressive.Stage, received: int) -> None:
+    """The one stderr line that goes with exit code 3."""
+    click.echo(
+        f"idfc: {name}: preview only, not the exact image: stage {stage.index} of {stage.count} "
+        f"from {received} of {stage.total_bytes} bytes",
+        err=True,
+    )
+
+
+def _decompress_stages(
+    files: tuple[str, ...],
+    output: str | None,
+    force: bool,
+    to_stdout: bool,
+    max_pixels: int,
+    quiet: bool,
+    folder: str | None,
+    byte_limit: _ByteCount.Value | None,
+) -> None:
+    """decompress --progressive DIR and/or --bytes N: exit code 3 when only a preview is out."""
+    if len(files) > 1:
+        raise click.UsageError("--progressive and --bytes take a single FILE")
+    if folder is not None and (output is not None or to_stdout):
+        raise click.UsageError("--progressive writes DIR/stage-K.png; drop -o/-c")
+    preview: list[tuple[progressive.Stage, int]] = []
+
+    def one(name: str) -> None:
+        data = _read_input(name)
+        if byte_limit is not None:
+            data = data[: byte_limit.of(len(data))]
+        if folder is None:
+            target = _target(name, output, to_stdout, False, ".png")
+            fmt = "PNG" if target == STDIO else output_format(target)
+            if target != STDIO and Path(target).exists() and not force:
+                raise Failure(f"{target} already exists (use -f to overwrite)")
+            stage = progressive.decode_preview(data, max_pixels=max_pixels)
+            _write_output(target, encode_image(stage.image, fmt), force, name)
+            written = "stdout" if target == STDIO else target
+        else:
+            stage = _write_stages(name, data, Path(folder), force, max_pixels)
+            written = f"{folder}/stage-1.png … stage-{stage.index}.png"
+        if not stage.exact:
+            preview.append((stage, len(data)))
+            _preview_note(name, stage, len(data))
+        elif not quiet:
+            image = stage.image
+            click.echo(f"{name} : {image.width}x{image.height} {image.mode} => {written}", err=True)
+
+    _run(files, one)
+    if preview:
+        sys.exit(PREVIEW_EXIT)
+
+
+def _write_stages(
+    name: str, data: bytes, folder: Path, force: bool, max_pixels: int
+) -> progressive.Stage:
+    """Write DIR/stage-K.png for every stage ``data`` allows; returns the last one."""
+    last = None
+    try:
+        for stage in progressive.decode_progressive(data, max_pixels=max_pixels):
+            if last is None:
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise Failure(f"cannot create {folder}: {exc.strerror or exc}") from None
+                if not force:
+                    for k in range(1, stage.count + 1):
+                        if (folder / f"stage-{k}.png").exists():
+                            raise Failure(f"{folder / f'stage-{k}.png'} already exists (use -f)")
+            _write_output(
+                str(folder / f"stage-{stage.index}.png"), encode_image(stage.image), force, name
+            )
+            last = stage
+    except TruncatedFile:
+        if last is None:
+            raise
+    assert last is not None
+    return last
+
+
+@main.command(epilog=PREVIEW_EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
 @click.option(
     "-o", "--output", help="Output image (format from its extension, PNG by default), or directory."
@@ -275,6 +392,20 @@ def compress(
 )
 @click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@click.option(
+    "--progressive",
+    "progressive_dir",
+    metavar="DIR",
+    help="Write every stage: DIR/stage-1.png (coarse) ... stage-N.png (the exact image).",
+)
+@click.option(
+    "--bytes",
+    "byte_limit",
+    type=_ByteCount(),
+    metavar="N|P%",
+    help="Use only the first N bytes (or P percent) of the file: write the best preview "
+    f"they allow (exit code {PREVIEW_EXIT} when it is not the exact image).",
+)
 def decompress(
     files: tuple[str, ...],
     output: str | None,
@@ -283,15 +414,25 @@ def decompress(
     max_pixels: int,
     threads: int | None,
     quiet: bool,
+    progressive_dir: str | None = None,
+    byte_limit: _ByteCount.Value | None = None,
 ) -> None:
     """Decompress .idf FILES (or - for stdin) to lossless images.
 
     FILE.idf becomes FILE.png unless -o names another file (.png, .tif, .bmp, .webp, ...: the
     extension picks the format) or a directory. Every decoded image is checked against the
     checksum stored in the file; a mismatch is an error and nothing is written.
+
+    A file is decoded coarse to fine: --progressive DIR writes each stage, --bytes N the best
+    preview that the first N bytes allow (the stderr note says when it is not exact).
     """
     _check_output_option(files, output)
     _threads(threads)
+    if progressive_dir is not None or byte_limit is not None:
+        _decompress_stages(
+            files, output, force, to_stdout, max_pixels, quiet, progressive_dir, byte_limit
+        )
+        return
 
     def one(name: str) -> None:
         target = _target(name, output, to_stdout, len(files) > 1, ".png")
@@ -372,3 +513,76 @@ def models() -> None:
     for name in available_models():
         mark = f"  (default for {defaults[name]} channel(s))" if name in defaults else ""
         click.echo(f"{name}{mark}")
+
+
+@main.command(epilog=PREVIEW_EXIT_CODES)
+@click.argument("file")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="Simulated download speed in kB/s (1 kB = 1000 bytes); 0 reads at full speed.",
+)
+@click.option(
+    "--sample",
+    is_flag=True,
+    help="Fill the missing stages with seeded draws from the priors, not their likeliest values.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option("--close-after", type=click.FloatRange(min=0), hidden=True)
+@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+def view(
+    file: str,
+    rate: float,
+    sample: bool,
+    seed: int,
+    close_after: float | None,
+    threads: int | None,
+    quiet: bool,
+) -> None:
+    """Show FILE in a window, coarse to fine, as if it were being downloaded.
+
+    The file is read at --rate in the background and each stage is painted as soon as its
+    bytes are in; the status line says which stage, how many bytes it used and whether it is
+    the exact image (checked against the file's checksum). Needs Tk (tkinter) and a display.
+    """
+    _threads(threads)
+    preview: list[bool] = []
+
+    def one(name: str) -> None:
+        from . import viewer
+
+        if not Path(name).is_file():
+            raise Failure("no such file")
+        try:
+            painted = viewer.view(
+                name,
+                rate=1000 * rate if rate else None,
+                sample=sample,
+                seed=seed,
+                close_when_done=close_after,
+            )
+        except ImportError as exc:
+            raise Failure(f"cannot open a window: {exc} (install Tk for Python)") from None
+        except Exception as exc:
+            if exc.__class__.__name__ == "TclError":
+                raise Failure(f"cannot open a window: {exc}") from None
+            raise
+        if not painted:
+            raise Failure("the window was closed before the first stage")
+        last = painted[-1]
+        if not last.stage.exact:
+            preview.append(True)
+            _preview_note(name, last.stage, last.bytes_received)
+        elif not quiet:
+            click.echo(
+                f"{name} : {len(painted)} stages shown, the last one exact "
+                f"({last.stage.total_bytes} bytes)",
+                err=True,
+            )
+
+    _run((file,), one)
+    if preview:
+        sys.exit(PREVIEW_EXIT)

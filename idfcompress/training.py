@@ -292,7 +292,15 @@ class Trainer:
         models = Path(settings.models_dir)
         models.mkdir(parents=True, exist_ok=True)
         weights = models / f"{settings.name}.safetensors"
-        digest = save_model(self.ema, weights, {"name": settings.name})
+        # the EMA copy usually validates better; ship whichever does on a validation subset
+        candidates = {"ema": self.ema, "raw": self.flow}
+        scores = {
+            k: validation_bits(f, self.val_files[:: max(1, len(self.val_files) // 8)][:8])
+            for k, f in candidates.items()
+        }
+        chosen = min(scores, key=scores.get)
+        flow = candidates[chosen]
+        digest = save_model(flow, weights, {"name": settings.name})
         per_set = {}
         for folder in settings.val:
             files = image_files([folder])
@@ -300,14 +308,14 @@ class Trainer:
                 files = files[:val_limit]
             per_set[folder] = {
                 "images": len(files),
-                "ideal_bpsp": round(validation_bits(self.ema, files), 4),
+                "ideal_bpsp": round(validation_bits(flow, files), 4),
             }
         card = {
             "name": settings.name,
             "weights": weights.name,
             "sha256": digest,
             "config": json.loads(self.config.to_json()),
-            "parameters": sum(p.numel() for p in self.ema.parameters()),
+            "parameters": sum(p.numel() for p in flow.parameters()),
             "data": {"train": settings.train, "train_pixels": self.sampler.pixels},
             "training": {
                 "steps": self.step,
@@ -316,6 +324,8 @@ class Trainer:
                 "crop": settings.crop,
                 "lr": settings.lr,
                 "ema": settings.ema,
+                "weights_shipped": chosen,
+                "subset_val_bpsp": {k: round(v, 4) for k, v in scores.items()},
                 "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads, "
                 f"{self.device}",
             },

@@ -269,8 +269,9 @@ def decode_progressive(
     When the source ends early, every stage its bytes allow is yielded, then
     ``TruncatedFile`` says the file is incomplete; a preview is never marked exact.
     """
-    with torch.no_grad():
-        yield from _decode(source, sample, seed, max_pixels, piece_size)
+    # No torch.no_grad() around the yields: it would leak into the caller between stages
+    # (grad mode is per thread); every network call below disables gradients itself.
+    yield from _decode(source, sample, seed, max_pixels, piece_size)
 
 
 def decode_preview(
@@ -287,13 +288,12 @@ def decode_preview(
     image. Raises ``TruncatedFile`` when not even the first stage is there.
     """
     best = None
-    with torch.no_grad():
-        try:
-            for stage in _decode(bytes(data), sample, seed, max_pixels, PIECE_SIZE, best_only=True):
-                best = stage
-        except TruncatedFile:
-            if best is None:
-                raise
+    try:
+        for stage in _decode(bytes(data), sample, seed, max_pixels, PIECE_SIZE, best_only=True):
+            best = stage
+    except TruncatedFile:
+        if best is None:
+            raise
     assert best is not None
     return best
 

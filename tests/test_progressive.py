@@ -415,3 +415,12 @@ def test_view_window_under_xvfb(photo, tmp_path, xvfb_display):
     )
     assert done.returncode == PREVIEW_EXIT, done.stderr
     assert "preview only" in done.stderr
+
+
+def test_decoding_leaves_grad_mode_alone(photo):
+    """The generator must not leave gradients disabled in the caller between stages."""
+    import torch
+
+    _, data = photo
+    for _ in decode_progressive(data):
+        assert torch.is_grad_enabled()

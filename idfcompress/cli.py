@@ -28,9 +28,10 @@ Exit codes:
   130 interrupted (Ctrl-C); no partial output is left behind"""
 
 PREVIEW_EXIT = 3
-PREVIEW_EXIT_CODES = (
-    EXIT_CODES + f"\n  {PREVIEW_EXIT}  only a preview, not the exact image, was written or shown"
-    "\n     (decompress --bytes / --progressive, view: the data ends early)"
+PREVIEW_EXIT_CODES = EXIT_CODES.replace(
+    "\n  130 ",
+    f"\n  {PREVIEW_EXIT}  only a preview, not the exact image, was written or shown: the data"
+    "\n     ended early (decompress --bytes N / --progressive DIR, view)\n  130 ",
 )
 
 STDIO = "-"

@@ -356,6 +356,12 @@ def _decode(
         if not render:
             continue
         if exact:
+            # Like decompress: bytes after the last chunk make the file corrupt (so the end
+            # of the source must be seen before the image is called exact).
+            while len(buffer.data) <= total and buffer.more():
+                pass
+            if len(buffer.data) > total:
+                raise CorruptFile(f"corrupt .idf file: data goes on after its end (byte {total})")
             image = codec._verified(header, out.copy())
         else:
             image = PixelImage(out.copy(), header.mode, header.source_mode, dict(header.metadata))

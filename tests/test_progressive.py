@@ -200,6 +200,15 @@ def test_corrupt_last_stage_is_never_presented_as_exact(photo):
     assert len(got) == STAGES - 1 and not any(s.exact for s in got)
 
 
+def test_trailing_bytes_make_the_last_stage_corrupt(photo):
+    _, data = photo
+    for source in (data + b"\0", Trickle(data + b"extra", 7)):
+        got = []
+        with pytest.raises(CorruptFile, match="after its end"):
+            got.extend(decode_progressive(source))
+        assert len(got) == STAGES - 1 and not any(s.exact for s in got)
+
+
 def test_chunks_in_another_order_still_decode(photo):
     """Readers accept any chunk order; stages wait for all their chunks."""
     image, data = photo

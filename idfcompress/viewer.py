@@ -12,8 +12,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -169,11 +170,13 @@ def view(
     sample: bool = False,
     seed: int = 0,
     close_when_done: float | None = None,
+    on_paint: Callable[[Any, Painted], None] | None = None,
 ) -> list[Painted]:
     """Open a Tk window and paint the stages of ``path`` as it is read at ``rate`` bytes/s.
 
     Returns what was painted once the window is closed (``close_when_done``: close it by
-    itself that many seconds after the last stage, for scripts and tests). Errors show in
+    itself that many seconds after the last stage, for scripts and tests; ``on_paint(root,
+    painted)`` is called in the window's thread once each stage is on screen). Errors show in
     the window's status line; once it is closed they are raised, except a ``TruncatedFile``
     after previews were painted (the last painted stage is then not exact).
     """
@@ -217,6 +220,9 @@ def view(
                     photo[:] = [ImageTk.PhotoImage(image)]
                     canvas.configure(image=photo[0], text="", width=0, height=0)
                     status.configure(text=_status(item))
+                    if on_paint is not None:
+                        root.update_idletasks()
+                        on_paint(root, item)
                 elif what == "error":
                     failure.append(item)
                     shown = f"{_status(painted[-1])} — " if painted else ""

@@ -143,6 +143,47 @@ def draw(image: np.ndarray, stages: list, title: str, out: Path, crop: tuple) ->
     plt.close(fig)
 
 
+def viewer_shot(data: bytes, stages: list, out: Path, at_stage: int, seconds: float) -> None:
+    """Screenshot of ``idfc view``'s window under a private Xvfb once ``at_stage`` is painted."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("Xvfb") is None:
+        raise SystemExit("--viewer-shot needs Xvfb (apt-get install xvfb)")
+    number = 150 + os.getpid() % 100
+    server = subprocess.Popen(
+        ["Xvfb", f":{number}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            if Path(f"/tmp/.X11-unix/X{number}").exists():
+                break
+            time.sleep(0.05)
+        os.environ["DISPLAY"] = f":{number}"
+        from PIL import ImageGrab
+
+        from idfcompress import viewer
+
+        def grab(root, painted) -> None:
+            if painted.stage.index == at_stage:
+                root.update()
+                x, y = root.winfo_rootx(), root.winfo_rooty()
+                box = (x, y, x + root.winfo_width(), y + root.winfo_height())
+                ImageGrab.grab(bbox=box, xdisplay=f":{number}").save(out)
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "photo.idf"
+            path.write_bytes(data)
+            viewer.view(path, rate=len(data) / seconds, close_when_done=0.5, on_paint=grab)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", default="astronaut", help="skimage.data name or image path")
@@ -154,6 +195,10 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument("--no-raw", action="store_true", help="never store tiles raw")
+    parser.add_argument(
+        "--viewer-shot", type=Path, help="also screenshot 'idfc view' (under Xvfb) to this PNG"
+    )
+    parser.add_argument("--shot-stage", type=int, default=2, help="stage on that screenshot")
     parser.add_argument("-T", "--threads", type=int)
     args = parser.parse_args()
     if args.threads:
@@ -215,6 +260,9 @@ def main() -> None:
     print(f"encode {encode_s:.1f} s, progressive decode {decode_s:.1f} s; figure: {args.out}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.viewer_shot:
+        viewer_shot(data, stages, args.viewer_shot, args.shot_stage, seconds=4.0)
+        print(f"viewer screenshot: {args.viewer_shot}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, api, progressive
+from . import __version__, api, container, progressive
 from .codec import DEFAULT_TILE_SIZE, MAX_PIXELS
 from .errors import IdfError, TruncatedFile
 from .imageio import encode_image, output_format
@@ -557,6 +557,8 @@ def view(
 
         if not Path(name).is_file():
             raise Failure("no such file")
+        with open(name, "rb") as handle:  # not an .idf file: say so before opening a window
+            container.header_size_needed(handle.read(1 << 16))
         try:
             painted = viewer.view(
                 name,

@@ -433,3 +433,12 @@ def test_decoding_leaves_grad_mode_alone(photo):
     _, data = photo
     for _ in decode_progressive(data):
         assert torch.is_grad_enabled()
+
+
+def test_view_reports_bad_files_without_opening_a_window(tmp_path):
+    bad = tmp_path / "bad.idf"
+    bad.write_bytes(b"not an idf file")
+    result = idfc("view", str(bad))
+    assert result.exit_code == 1 and "not an .idf file" in result.stderr
+    result = idfc("view", str(tmp_path / "missing.idf"))
+    assert result.exit_code == 1 and "no such file" in result.stderr

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from . import container, entropy
-from .distributions import logistic_tables, mixture_table, quantize_logistic
+from .distributions import (
+    PROB_TOTAL,
+    logistic_tables,
+    mixture_table,
+    quantize_logistic,
+    quantize_weights,
+)
 from .errors import CorruptFile, ImageTooLarge, ModelError
 from .flow import IntegerFlow, LogisticPrior, MixturePrior, Prior, StagedInverse, logistic_log_prob
 from .imageio import CHANNELS, PixelImage
@@ -21,11 +31,48 @@ from .model_io import LoadedModel, default_model_name, load_model
 DEFAULT_TILE_SIZE = 256
 TILE_BATCH = 8  # tiles of one padded shape go through the networks in groups of this many
 MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with max_pixels)
+# The decoder's working set grows with the pixels of one batch of tiles (~0.5 KB per pixel
+# with a 96-wide model): it refuses larger batches, a limit that grows with max_pixels.
+MAX_BATCH_PIXELS = 1 << 21
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
 RAW_KIND = 0
 ARITHMETIC_FLOAT32 = 1
 
 Progress = Callable[[int, int], None]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def reproducible(function: _F) -> _F:
+    """Run ``function`` with PyTorch's oneDNN (mkldnn) convolutions switched off.
+
+    PyTorch picks oneDNN or its native convolution per call from the thread count (for 1x1
+    kernels), the batch size and the input size, and the two round differently: a file
+    written with ``-T 1`` could fail to decode with two threads. The native convolution
+    gives the same floats whatever the thread count or batch (tests/test_reliability.py).
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _native_users, _native_saved
+        with _native_lock:  # a global switch: restored once no codec call is running
+            if not _native_users:
+                _native_saved = torch.backends.mkldnn.enabled
+            _native_users += 1
+            torch.backends.mkldnn.enabled = False
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with _native_lock:
+                _native_users -= 1
+                if not _native_users:
+                    torch.backends.mkldnn.enabled = _native_saved
+
+    return wrapper  # type: ignore[return-value]
+
+
+_native_lock = threading.Lock()
+_native_users = 0
+_native_saved = True
 
 
 @dataclass
@@ -115,6 +162,25 @@ def _mixture_tableset(flow: IntegerFlow) -> entropy.TableSet:
     return _mixture_cache[key]
 
 
+_first_stage_floor_cache: dict[int, float] = {}
+
+
+def _first_stage_floor(flow: IntegerFlow) -> float:
+    """Fewest bits any first-stage (mixture) symbol takes in an ANS stream.
+
+    That is -log2 of the heaviest weight of the mixture tables, less 0.006 bit for the
+    coder's rounding; 0 when nothing is left. A first-stage payload shorter than this many
+    bits per latent (plus the coder's 64-bit state) cannot come from an encoder: such a
+    chunk is refused before anything is allocated for the image (:func:`_check_first_stages`).
+    """
+    key = id(flow)
+    if key not in _first_stage_floor_cache:
+        tables = _mixture_tableset(flow)
+        heaviest = max(int(quantize_weights(tables.table(c)).max()) for c in range(len(tables)))
+        _first_stage_floor_cache[key] = max(0.0, -math.log2(heaviest / PROB_TOTAL) - 0.006)
+    return _first_stage_floor_cache[key]
+
+
 def _stream_parameters(
     flow: IntegerFlow, prior: Prior
 ) -> tuple[entropy.TableSet, np.ndarray, np.ndarray]:
@@ -157,6 +223,7 @@ def plane_groups(mode: str) -> list[tuple[int, int]]:
     return {"L": [(1, 0)], "LA": [(1, 0), (1, 1)], "RGB": [(3, 0)], "RGBA": [(3, 0), (1, 3)]}[mode]
 
 
+@reproducible
 @torch.no_grad()
 def _encode_group(
     plane: np.ndarray,
@@ -302,6 +369,7 @@ class _BatchDecoder:
     construction; ``staged`` holds the inverse flow after the stages decoded so far.
     """
 
+    @reproducible
     @torch.no_grad()
     def __init__(
         self,
@@ -331,6 +399,7 @@ class _BatchDecoder:
     def all_raw(self) -> bool:
         return all(self.raw)
 
+    @reproducible
     @torch.no_grad()
     def parameters(
         self, staged: StagedInverse
@@ -346,6 +415,7 @@ class _BatchDecoder:
                 assert self.raw_latents is not None
                 z[i] = self.raw_latents[s][i].to(torch.int64).numpy()
 
+    @reproducible
     @torch.no_grad()
     def decode_stage(self, data: bytes | memoryview) -> None:
         """Entropy-decode the next stage of every tile from ``data`` and push it."""
@@ -428,7 +498,7 @@ def _decode_raw(
     try:
         inflater = zlib.decompressobj()
         raw = inflater.decompress(bytes(container.payload(data, entry)), expected)
-        complete = inflater.eof and not inflater.unconsumed_tail
+        complete = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
     except zlib.error:
         raise CorruptFile(f"corrupt raw tile {tile.index}") from None
     if len(raw) != expected or not complete:
@@ -450,6 +520,31 @@ def _check_chunks(
     return entries
 
 
+def _check_first_stages(
+    header: container.Header, entries: dict[tuple[int, int, int], container.ChunkEntry]
+) -> None:
+    """Refuse first-stage chunks too short for their tile (forged sizes), see _first_stage_floor."""
+    tiles_x = header.tile_grid[1]
+    size = header.tile_size
+    for g, group in enumerate(header.groups):
+        flow = _model_for(group).flow
+        floor, kind, side = _first_stage_floor(flow), flow.config.stages, flow.config.granularity
+        if floor == 0:
+            continue
+        for (gg, index, k), entry in entries.items():
+            if gg != g or k != kind:
+                continue
+            ty, tx = divmod(index, tiles_x)
+            height = min(size, header.height - ty * size)
+            width = min(size, header.width - tx * size)
+            symbols = flow.mixture_channels * -(-height // side) * -(-width // side)
+            if 8 * entry.length + 64 < floor * symbols:
+                raise CorruptFile(
+                    f"corrupt .idf file: the first stage of tile {index} is too short "
+                    f"for a {width}x{height} tile"
+                )
+
+
 def _decode_plan(
     header: container.Header, table: list[container.ChunkEntry], max_pixels: int | None
 ) -> dict[tuple[int, int, int], container.ChunkEntry]:
@@ -458,6 +553,15 @@ def _decode_plan(
         raise ImageTooLarge(
             f"image of {header.width}x{header.height} exceeds the limit of {max_pixels} pixels"
         )
+    tile_h, tile_w = min(header.tile_size, header.height), min(header.tile_size, header.width)
+    batch = min(TILE_BATCH, header.tile_count) * tile_h * tile_w
+    if max_pixels is not None:  # checked before anything is allocated for the tiles
+        limit = max(MAX_BATCH_PIXELS, max_pixels * MAX_BATCH_PIXELS // MAX_PIXELS)
+        if batch > limit:
+            raise ImageTooLarge(
+                f"tiles of {tile_w}x{tile_h} pixels need too much memory to decode "
+                f"({batch} pixels per batch; the limit is {limit}, raise max_pixels)"
+            )
     entries = _check_chunks(header, table)
     expected_tiles = header.tile_count
     for g in range(len(header.groups)):
@@ -466,6 +570,7 @@ def _decode_plan(
             raise CorruptFile(
                 f"plane group {g} has chunks for {len(tiles_here)} of {expected_tiles} tiles"
             )
+    _check_first_stages(header, entries)
     return entries
 
 
@@ -476,11 +581,20 @@ def _verified(header: container.Header, out: np.ndarray) -> PixelImage:
     return PixelImage(out, header.mode, header.source_mode, dict(header.metadata))
 
 
+@reproducible
 def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
     """Decompress .idf bytes; the result is verified against the stored checksum."""
     header, table = container.read_header(data)
+    end = table[-1].offset + table[-1].length if table else container.header_size_needed(data)
+    if memoryview(data).nbytes > end:
+        raise CorruptFile(f"corrupt .idf file: {memoryview(data).nbytes - end} bytes after the end")
     entries = _decode_plan(header, table, max_pixels)
-    out = np.zeros((header.height, header.width, CHANNELS[header.mode]), dtype=np.uint8)
+    try:
+        out = np.zeros((header.height, header.width, CHANNELS[header.mode]), dtype=np.uint8)
+    except MemoryError:
+        raise ImageTooLarge(
+            f"not enough memory for an image of {header.width}x{header.height}"
+        ) from None
     for g in range(len(header.groups)):
         _decode_group(data, header, g, entries, out)
     return _verified(header, out)

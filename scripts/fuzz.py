@@ -1,0 +1,736 @@
+#!/usr/bin/env python
+"""Fuzz campaign over the .idf decoder and container parser.
+
+    python scripts/fuzz.py --cases 20000 --seed 1              # tiny random models, made here
+    python scripts/fuzz.py --cases 2000 --seed 7 --shipped     # the shipped default models
+    python scripts/fuzz.py --seed 1 --case 1234 -v             # replay one case
+
+Every case feeds bytes to ``idfcompress.codec.decode`` (which parses the container first) and
+must end in one of two ways:
+
+* the exact image of the file it was derived from (damage the format ignores, or a chunk
+  order the format allows), or
+* an ``IdfError`` (the one-line errors the CLI prints).
+
+Anything else is a failure, printed with the command that replays it: another exception
+(``CRASH``), a different image (``WRONG``), a case slower than ``--slow`` seconds (``SLOW``;
+a case still running after ``--hard-timeout`` seconds is interrupted: ``TIMEOUT``), or the
+process's peak RSS rising more than ``--max-rss-growth`` MiB above its level after the warm-up
+(``MEMORY``). The process's address space is also capped (``--address-space``), so a huge
+allocation shows up as a ``MemoryError`` crash instead of swapping the machine to death.
+
+Mutation kinds (one per random case, chosen by weight):
+
+``random``    random bytes, bare or after a real file's first bytes (magic, header prefix)
+``bitflip``   1..8 flipped bits in a real file
+``byte``      1..4 bytes of a real file set to random or boundary values
+``insert``    1..32 random bytes inserted into a real file
+``delete``    1..32 bytes deleted from a real file
+``truncate``  a real file cut at a random offset (plus a sweep of every offset, below)
+``append``    bytes appended to a real file
+``header``    one header field (any of them, including every chunk-table field) set to an
+              extreme value, header CRC recomputed (and chunk CRCs too, half the time) so the
+              lie gets past the checksums
+``dims``      huge or odd width/height/tile size with valid CRCs, decoded with the default
+              pixel limit or with none
+``payload``   one payload damaged (bit flips, bytes, cut, extension, emptied, replaced) and
+              the file rebuilt with correct CRCs, so only the decoder's own checks can catch it
+``swap``      two chunks' payloads, tiles or kinds exchanged, CRCs correct
+``reorder``   chunks shuffled, CRCs correct: a valid file, which must decode exactly
+
+Before the random cases, every prefix of every corpus file of at most ``--sweep-bytes`` bytes
+is decoded (``truncate-all``), and each must be an ``IdfError``.
+
+The corpus: small .idf files (RGB flow tiles, RGB with raw tiles, L, LA, RGBA with an ICC
+profile, a palette image) made with two tiny random models that this script creates (in
+``--model-dir``, or a temporary folder), or with the shipped models (``--shipped``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import signal
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from idfcompress import codec, container, model_io  # noqa: E402
+from idfcompress.config import ModelConfig  # noqa: E402
+from idfcompress.errors import IdfError  # noqa: E402
+from idfcompress.flow import IntegerFlow  # noqa: E402
+from idfcompress.imageio import PixelImage, from_array, from_pil  # noqa: E402
+
+MIB = 1 << 20
+TINY = {"width": 8, "prior_width": 8, "couplings_per_level": 2, "hidden_layers": 1}
+TINY_NAMES = {3: "fuzz-rgb", 1: "fuzz-gray"}
+
+KINDS: dict[str, float] = {
+    "random": 1.0,
+    "bitflip": 2.0,
+    "byte": 2.0,
+    "insert": 1.0,
+    "delete": 1.0,
+    "truncate": 1.0,
+    "append": 0.3,
+    "header": 3.0,
+    "dims": 1.0,
+    "payload": 2.0,
+    "swap": 1.0,
+    "reorder": 0.5,
+}
+# Kinds whose output has correct checksums: a success may differ from the source image in
+# what the header says (shape, metadata) but never in its pixel bytes, which the SHA-256 covers.
+FORGED = {"header", "dims", "payload", "swap", "reorder"}
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+@dataclass
+class Sample:
+    name: str
+    data: bytes
+    image: PixelImage
+
+
+def make_tiny_flow(in_channels: int, seed: int) -> IntegerFlow:
+    """A small flow whose zero-initialised layers are perturbed so every coupling acts."""
+    torch.manual_seed(seed)
+    flow = IntegerFlow(ModelConfig(in_channels=in_channels, **TINY))
+    with torch.no_grad():
+        for parameter in flow.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return flow.eval()
+
+
+def use_tiny_models(folder: Path) -> None:
+    """Save (if missing) two tiny random models in ``folder`` and make them the defaults."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for channels, name in TINY_NAMES.items():
+        path = folder / f"{name}.safetensors"
+        if not path.exists():
+            model_io.save_model(make_tiny_flow(channels, seed=channels), path)
+    dirs = os.environ.get(model_io.MODELS_ENV, "")
+    os.environ[model_io.MODELS_ENV] = os.pathsep.join(p for p in (str(folder), dirs) if p)
+    model_io.DEFAULT_MODELS.update(TINY_NAMES)
+
+
+def smooth(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    base = 128 + 60 * np.sin(x / 9.0 + rng.uniform(0, 6)) * np.cos(y / 13.0 + rng.uniform(0, 6))
+    planes = [base + rng.normal(0, 4, base.shape) + 20 * c for c in range(channels)]
+    return np.clip(np.stack(planes, axis=-1), 0, 255).astype(np.uint8)
+
+
+def build_corpus(seed: int = 0) -> list[Sample]:
+    """Small .idf files covering every plane layout, raw and flow tiles, metadata."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    samples = []
+
+    def add(name: str, image: PixelImage, tile: int, allow_raw: bool = True) -> None:
+        data, _ = codec.encode(image, tile_size=tile, allow_raw=allow_raw)
+        samples.append(Sample(name, data, codec.decode(data)))
+
+    add("rgb-flow", from_array(smooth(rng, 24, 40, 3)), 16, allow_raw=False)
+    mixed = smooth(rng, 32, 32, 3)
+    mixed[:16, 16:] = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    add("rgb-mixed", from_array(mixed), 16)
+    add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, allow_raw=False)
+    add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, allow_raw=False)
+    add("la-raw", from_array(rng.integers(0, 256, (12, 12, 2), dtype=np.uint8)), 8)
+    rgba = from_array(np.concatenate([smooth(rng, 16, 24, 3), smooth(rng, 16, 24, 1)], axis=2))
+    rgba.metadata["ICCP"] = bytes(rng.integers(0, 256, 40, dtype=np.uint8))
+    add("rgba-icc", rgba, 16)
+    palette = Image.fromarray(smooth(rng, 10, 14, 3)).convert(
+        "P", palette=Image.Palette.ADAPTIVE, colors=8
+    )
+    add("palette", from_pil(palette), 64)
+    return samples
+
+
+# --------------------------------------------------------------------------- mutations
+
+U8 = [0, 1, 2, 3, 4, 5, 7, 8, 127, 128, 254, 255]
+U16 = [0, 1, 7, 8, 9, 16, 24, 255, 256, 4096, 16000, 32768, 65528, 65535]
+U32 = [0, 1, 2, 7, 8, 9, 255, 256, 4096, 16000, 60000, 65535, 65536, 65537]
+U32 += [1 << 24, (1 << 28) + 1, (1 << 31) - 1, 1 << 31, (1 << 32) - 2, (1 << 32) - 1]
+FORMATS = {"B": U8, "<H": U16, "<I": U32}
+
+
+def _extreme(rng: np.random.Generator, fmt: str, original: int) -> int:
+    """A value other than ``original``: random, near it, a multiple of it or a boundary."""
+    while (value := _candidate(rng, fmt, original)) == original:
+        pass
+    return value
+
+
+def _candidate(rng: np.random.Generator, fmt: str, original: int) -> int:
+    top = (1 << (8 * struct.calcsize(fmt))) - 1
+    pick = rng.integers(5)
+    if pick == 0:
+        return int(rng.integers(0, top + 1))
+    if pick == 1:
+        return int(np.clip(original + rng.choice([-2, -1, 1, 2]), 0, top))
+    if pick == 2:
+        return int(min(top, original * int(rng.choice([2, 8, 256]))))
+    return int(rng.choice(FORMATS[fmt]))
+
+
+def _fields(data: bytes) -> list[tuple[str, int, str]]:
+    """(name, offset, struct format) of every integer header field of a valid file."""
+    out = [
+        ("version", 8, "<H"),
+        ("flags", 10, "<H"),
+        ("width", 12, "<I"),
+        ("height", 16, "<I"),
+        ("mode", 20, "B"),
+        ("source mode", 21, "B"),
+        ("tile size", 22, "<H"),
+        ("group count", 56, "B"),
+    ]
+    header, entries = container.read_header(data)
+    pos = 57
+    for i, g in enumerate(header.groups):
+        out += [(f"group {i} channels", pos, "B"), (f"group {i} first", pos + 1, "B")]
+        out += [(f"group {i} name length", pos + 2, "B")]
+        pos += 3 + len(g.model_name)
+        out += [(f"group {i} name byte", pos - 1, "B"), (f"group {i} sha byte", pos, "B")]
+        out += [(f"group {i} arithmetic", pos + 32, "B")]
+        pos += 33
+    out.append(("metadata count", pos, "<H"))
+    pos += 2
+    for tag, value in header.metadata.items():
+        out += [(f"metadata {tag} tag byte", pos, "B"), (f"metadata {tag} length", pos + 4, "<I")]
+        pos += 8 + len(value)
+    out.append(("chunk count", pos, "<I"))
+    pos += 4
+    for j in range(len(entries)):
+        base = pos + 16 * j
+        out += [
+            (f"chunk {j} group", base, "B"),
+            (f"chunk {j} kind", base + 1, "B"),
+            (f"chunk {j} reserved", base + 2, "<H"),
+            (f"chunk {j} tile", base + 4, "<I"),
+            (f"chunk {j} length", base + 8, "<I"),
+            (f"chunk {j} crc", base + 12, "<I"),
+        ]
+    out.append(("header crc", pos + 16 * len(entries), "<I"))
+    return out
+
+
+def fix_header_crc(data: bytearray) -> None:
+    """Recompute the header CRC where the (possibly changed) header says it is."""
+    with contextlib.suppress(Exception):
+        size = container.header_size_needed(bytes(data))
+        if size is not None and 4 <= size <= len(data):
+            struct.pack_into("<I", data, size - 4, zlib.crc32(data[: size - 4]))
+
+
+def fix_chunk_crcs(data: bytearray) -> None:
+    """Make every chunk CRC match the bytes its (possibly changed) entry points at."""
+    try:
+        size = container.header_size_needed(bytes(data))
+        _, entries = container.read_header(bytes(data))
+    except (IdfError, struct.error):
+        return
+    assert size is not None
+    table = size - 4 - 16 * len(entries)
+    for j, entry in enumerate(entries):
+        end = entry.offset + entry.length
+        if end <= len(data):
+            crc = zlib.crc32(data[entry.offset : end])
+            struct.pack_into("<I", data, table + 16 * j + 12, crc)
+    fix_header_crc(data)
+
+
+def _damage(rng: np.random.Generator, data: bytes, kind: str) -> tuple[bytes, str]:
+    b = bytearray(data)
+    n = len(b)
+    if kind == "bitflip":
+        flips = [(int(rng.integers(n)), int(rng.integers(8))) for _ in range(rng.integers(1, 9))]
+        for pos, bit in flips:
+            b[pos] ^= 1 << bit
+        return bytes(b), f"flip {flips}"
+    if kind == "byte":
+        changes = []
+        for _ in range(rng.integers(1, 5)):
+            pos = int(rng.integers(n))
+            value = int(rng.choice([0, 1, 0x7F, 0x80, 0xFF, int(rng.integers(256))]))
+            b[pos] = value if value != b[pos] else value ^ 0xFF
+            changes.append((pos, value))
+        return bytes(b), f"set {changes}"
+    if kind == "insert":
+        pos, count = int(rng.integers(n + 1)), int(rng.integers(1, 33))
+        b[pos:pos] = rng.integers(0, 256, count, dtype=np.uint8).tobytes()
+        return bytes(b), f"insert {count} at {pos}"
+    if kind == "delete":
+        pos, count = int(rng.integers(n)), int(rng.integers(1, 33))
+        del b[pos : pos + count]
+        return bytes(b), f"delete {count} at {pos}"
+    if kind == "truncate":
+        cut = int(rng.integers(n))
+        return bytes(b[:cut]), f"cut at {cut}"
+    if kind == "append":
+        extra = rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+        if rng.random() < 0.3:
+            extra = data[: len(extra)]
+        return bytes(b) + extra, f"append {len(extra)}"
+    raise ValueError(kind)
+
+
+def _rebuild(header: container.Header, chunks: list[container.Chunk]) -> bytes:
+    return container.write(header, chunks)
+
+
+def _chunks_of(data: bytes) -> tuple[container.Header, list[container.Chunk]]:
+    header, pairs = container.read(data)
+    return header, [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs]
+
+
+def _bad_payload(rng: np.random.Generator, payload: bytes) -> tuple[bytes, str]:
+    p = bytearray(payload)
+    how = int(rng.integers(7))
+    if how == 0 and p:
+        for _ in range(rng.integers(1, 4)):
+            p[int(rng.integers(len(p)))] ^= 1 << int(rng.integers(8))
+        return bytes(p), "bit flips"
+    if how == 1 and p:
+        p[int(rng.integers(len(p)))] ^= int(rng.integers(1, 256))
+        return bytes(p), "byte"
+    if how == 2 and p:
+        return bytes(p[: int(rng.integers(len(p)))]), "cut"
+    if how == 3:
+        step = 4 * int(rng.integers(1, 4)) if rng.random() < 0.7 else int(rng.integers(1, 8))
+        return bytes(p) + rng.integers(0, 256, step, dtype=np.uint8).tobytes(), "extended"
+    if how == 4:
+        return b"", "emptied"
+    if how == 5:
+        size = 4 * int(rng.integers(0, 64))
+        return rng.integers(0, 256, size, dtype=np.uint8).tobytes(), "replaced"
+    return zlib.compress(rng.integers(0, 4, int(rng.integers(1, 3000)), dtype=np.uint8)), "deflate"
+
+
+@dataclass
+class Case:
+    kind: str
+    data: bytes
+    detail: str
+    sample: Sample | None
+    max_pixels: int | None = codec.MAX_PIXELS
+    must_be_exact: bool = False
+
+
+def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
+    """Case ``index`` of the campaign with this seed (the same bytes on every run)."""
+    rng = np.random.default_rng([seed, index])
+    names = list(KINDS)
+    weights = np.array([KINDS[k] for k in names])
+    kind = str(rng.choice(names, p=weights / weights.sum()))
+    sample = corpus[int(rng.integers(len(corpus)))]
+    data = sample.data
+
+    if kind == "random":
+        size = int(rng.integers(0, 600))
+        body = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        prefix = [
+            b"",
+            container.MAGIC,
+            container.MAGIC + b"\x01\x00",
+            data[: int(rng.integers(120))],
+        ]
+        lead = prefix[int(rng.integers(len(prefix)))]
+        return Case(kind, lead + body, f"{len(lead)}-byte prefix + {size} random bytes", None)
+    if kind in ("bitflip", "byte", "insert", "delete", "truncate", "append"):
+        damaged, detail = _damage(rng, data, kind)
+        return Case(kind, damaged, detail, sample)
+    if kind == "header":
+        fields = _fields(data)
+        name, offset, fmt = fields[int(rng.integers(len(fields)))]
+        (old,) = struct.unpack_from(fmt, data, offset)
+        new = _extreme(rng, fmt, old)
+        b = bytearray(data)
+        struct.pack_into(fmt, b, offset, new)
+        fix = rng.random() if name != "header crc" else 1.0
+        if fix < 0.45:
+            fix_chunk_crcs(b)
+        elif fix < 0.9:
+            fix_header_crc(b)
+        detail = f"{name} {old} -> {new}" + (" (crcs fixed)" if fix < 0.9 else "")
+        max_pixels = None if rng.random() < 0.2 else codec.MAX_PIXELS
+        return Case(kind, bytes(b), detail, sample, max_pixels)
+    if kind == "dims":
+        b = bytearray(data)
+        header, _ = container.read_header(data)
+        how = rng.random()
+        if how < 0.4:  # many tiles: too many pixels, or too few chunks for the tiles
+            width = int(rng.choice([header.width, 60000, 16000, 65528, 1 << 16, (1 << 32) - 1]))
+            height = int(rng.choice([header.height, 60000, 16000, 2000, 1 << 31, 1]))
+            tile = int(rng.choice([header.tile_size, 8, 16000, 65528, 2048]))
+        elif how < 0.8:  # one huge tile (the chunks of tile 0 cover it)
+            tile = int(rng.choice([1024, 1448, 2048, 4096, 16000, 65528]))
+            width = int(rng.choice([tile, tile // 2, header.width, 1]))
+            height = int(rng.choice([tile, tile // 2, header.height, 1]))
+        else:  # the same pixels in another shape
+            width, height, tile = header.height, header.width, header.tile_size
+        struct.pack_into("<IIBBH", b, 12, width, height, b[20], b[21], tile)
+        fix_header_crc(b)
+        max_pixels = None if rng.random() < 0.4 else codec.MAX_PIXELS
+        detail = f"{width}x{height}, tile {tile}, max_pixels {max_pixels}"
+        return Case(kind, bytes(b), detail, sample, max_pixels)
+
+    header, chunks = _chunks_of(data)
+    if kind == "payload":
+        j = int(rng.integers(len(chunks)))
+        c = chunks[j]
+        payload, how = _bad_payload(rng, c.payload)
+        chunks[j] = container.Chunk(c.group, c.kind, c.tile, payload)
+        detail = f"chunk {j} (group {c.group}, tile {c.tile}, kind {c.kind}) {how}"
+        return Case(kind, _rebuild(header, chunks), detail, sample)
+    if kind == "swap":
+        if len(chunks) < 2:
+            return Case(kind, data, "nothing to swap", sample, must_be_exact=True)
+        i, j = (int(v) for v in rng.choice(len(chunks), 2, replace=False))
+        a, c = chunks[i], chunks[j]
+        what = int(rng.integers(3))
+        if what == 0:
+            chunks[i], chunks[j] = (
+                container.Chunk(a.group, a.kind, a.tile, c.payload),
+                container.Chunk(c.group, c.kind, c.tile, a.payload),
+            )
+        elif what == 1 and (a.group, a.kind, c.tile) != (c.group, c.kind, a.tile):
+            chunks[i], chunks[j] = (
+                container.Chunk(a.group, a.kind, c.tile, a.payload),
+                container.Chunk(c.group, c.kind, a.tile, c.payload),
+            )
+        else:
+            chunks[i], chunks[j] = (
+                container.Chunk(a.group, c.kind, a.tile, a.payload),
+                container.Chunk(c.group, a.kind, c.tile, c.payload),
+            )
+        detail = f"chunks {i} and {j}: {['payloads', 'tiles', 'kinds'][what]} exchanged"
+        try:
+            return Case(kind, _rebuild(header, chunks), detail, sample)
+        except ValueError:  # a repeated (group, kind, tile): the writer refuses it
+            return Case(kind, data, "swap refused by the writer", sample, must_be_exact=True)
+    if kind == "reorder":
+        order = rng.permutation(len(chunks))
+        return Case(
+            kind,
+            _rebuild(header, [chunks[k] for k in order]),
+            "chunks shuffled",
+            sample,
+            must_be_exact=True,
+        )
+    raise AssertionError(kind)
+
+
+def truncation_sweep(corpus: list[Sample], max_bytes: int) -> Iterator[Case]:
+    for sample in corpus:
+        if len(sample.data) <= max_bytes:
+            for cut in range(len(sample.data)):
+                yield Case("truncate-all", sample.data[:cut], f"{sample.name} cut at {cut}", sample)
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Timeout(BaseException):
+    """Raised by the alarm when a case runs past the hard timeout."""
+
+
+def _alarm(_signum, _frame):
+    raise _Timeout()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def same_image(a: PixelImage, b: PixelImage) -> bool:
+    return (
+        a.pixels.shape == b.pixels.shape
+        and np.array_equal(a.pixels, b.pixels)
+        and a.mode == b.mode
+        and a.source_mode == b.source_mode
+        and a.metadata == b.metadata
+    )
+
+
+@dataclass
+class Result:
+    outcome: str  # "exact", "rewrite", an IdfError class name, or a failure tag in capitals
+    message: str
+    seconds: float
+    failure: str | None = None
+
+
+def run_case(case: Case, slow: float, hard_timeout: float) -> Result:
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, hard_timeout)
+    start = time.perf_counter()
+    image = None
+    try:
+        image = codec.decode(case.data, max_pixels=case.max_pixels)
+        outcome, message = "decoded", ""
+    except IdfError as exc:
+        outcome, message = type(exc).__name__, str(exc)
+    except _Timeout:
+        outcome, message = "TIMEOUT", f"still running after {hard_timeout} s"
+    except Exception as exc:  # noqa: BLE001 - that is what a fuzzer looks for
+        outcome, message = "CRASH", f"{type(exc).__name__}: {exc}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    seconds = time.perf_counter() - start
+    result = Result(outcome, message, seconds)
+    if image is not None:
+        if case.sample is not None and same_image(image, case.sample.image):
+            result.outcome = "exact"
+        elif (
+            case.sample is not None
+            and case.kind in FORGED
+            and image.pixels.tobytes() == case.sample.image.pixels.tobytes()
+        ):
+            # The checksums were recomputed: the header may legitimately say something else
+            # (metadata, or the same bytes as another shape); the pixel bytes may not differ.
+            result.outcome = "rewrite"
+        else:
+            result.outcome = "WRONG"
+            result.message = f"decoded a {image.width}x{image.height} {image.mode} image"
+    if result.outcome in ("TIMEOUT", "CRASH", "WRONG"):
+        result.failure = result.outcome
+    elif case.must_be_exact and result.outcome != "exact":
+        result.failure = "NOT-EXACT"
+    elif result.outcome == "rewrite" and case.kind not in FORGED:
+        result.failure = "WRONG"
+    elif seconds > slow:
+        result.failure = "SLOW"
+    return result
+
+
+@dataclass
+class Tally:
+    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    max_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    failures: list[str] = field(default_factory=list)
+    failed_by_kind: Counter = field(default_factory=Counter)
+    cases: int = 0
+    seconds: float = 0.0
+    rss_start: float = 0.0
+    rss_peak: float = 0.0
+
+    def add(self, case: Case, result: Result) -> None:
+        self.cases += 1
+        self.counts[case.kind][result.outcome] += 1
+        self.max_seconds[case.kind] = max(self.max_seconds[case.kind], result.seconds)
+
+    def table(self) -> str:
+        columns = ["exact", "rewrite", "CorruptFile", "TruncatedFile", "NotAnIdfFile"]
+        columns += ["UnsupportedVersion", "ImageTooLarge", "ModelError"]
+        seen = {o for c in self.counts.values() for o in c}
+        columns = [c for c in columns if c in seen] + sorted(seen - set(columns))
+        head = ["kind", "cases", *columns, "failures", "max s"]
+        rows = []
+        kinds = sorted(self.counts, key=lambda k: (k != "truncate-all", k))
+        for kind in [*kinds, "total"]:
+            if kind == "total":
+                c = sum(self.counts.values(), Counter())
+                worst = max(self.max_seconds.values(), default=0.0)
+            else:
+                c, worst = self.counts[kind], self.max_seconds[kind]
+            bad = self.failed if kind == "total" else self.failed_by_kind[kind]
+            rows.append(
+                [kind, sum(c.values()), *(c.get(o, 0) for o in columns), bad, f"{worst:.3f}"]
+            )
+        widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+        lines = [
+            "| " + " | ".join(str(h).ljust(w) for h, w in zip(head, widths, strict=True)) + " |"
+        ]
+        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        for r in rows:
+            lines.append(
+                "| " + " | ".join(str(v).rjust(w) for v, w in zip(r, widths, strict=True)) + " |"
+            )
+        return "\n".join(lines)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+def limit_address_space(gib: float) -> None:
+    if gib <= 0:
+        return
+    limit = int(gib * (1 << 30))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def campaign(
+    corpus: list[Sample],
+    cases: int,
+    seed: int,
+    *,
+    start: int = 0,
+    sweep_bytes: int = 0,
+    slow: float = 5.0,
+    hard_timeout: float = 60.0,
+    max_rss_growth: float = 1024.0,
+    log: Callable[[str], None] = print,
+    replay: str = "",
+    save: Path | None = None,
+    show: frozenset[str] = frozenset(),
+) -> Tally:
+    """Run the truncation sweep, then random cases ``start .. start + cases - 1``."""
+    for sample in corpus:  # warm-up: models, tables, torch kernels
+        codec.decode(sample.data)
+    tally = Tally(rss_start=peak_rss_mib())
+    threshold = tally.rss_start + max_rss_growth
+    began = time.perf_counter()
+    last_report = began
+
+    def record(case: Case, result: Result, reproduce: str) -> None:
+        nonlocal last_report, threshold
+        tally.add(case, result)
+        failure = result.failure
+        peak = peak_rss_mib()
+        if failure is None and peak > threshold:
+            failure = "MEMORY"
+            result.message += f" peak RSS {peak:.0f} MiB (after warm-up {tally.rss_start:.0f})"
+            threshold = peak + max_rss_growth  # report each jump once
+        if result.outcome in show:
+            log(f"  {case.kind} {result.outcome}: {case.detail} -- {reproduce}")
+        if failure:
+            tally.failed_by_kind[case.kind] += 1
+            line = (
+                f"{case.kind} {failure}: {case.detail}: {result.outcome} {result.message} "
+                f"({result.seconds:.2f} s) -- reproduce: {reproduce}"
+            )
+            tally.failures.append(line)
+            log("FAIL " + line)
+            if save is not None:
+                save.mkdir(parents=True, exist_ok=True)
+                name = reproduce.split("--case ")[-1] if "--case" in reproduce else case.detail
+                safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+                (save / f"{case.kind}-{safe}.idf").write_bytes(case.data)
+        now = time.perf_counter()
+        if now - last_report > 30:
+            last_report = now
+            log(f"  ... {tally.cases} cases, {tally.failed} failures, {now - began:.0f} s")
+
+    if sweep_bytes:
+        for case in truncation_sweep(corpus, sweep_bytes):
+            result = run_case(case, slow, hard_timeout)
+            if result.outcome not in ("TruncatedFile", "NotAnIdfFile") and not result.failure:
+                result.failure = "NOT-TRUNCATED" if result.outcome != "exact" else "WRONG"
+            record(case, result, f"{replay} --sweep-only ({case.detail})")
+    for index in range(start, start + cases):
+        case = make_case(seed, index, corpus)
+        record(case, run_case(case, slow, hard_timeout), f"{replay} --seed {seed} --case {index}")
+    tally.seconds = time.perf_counter() - began
+    tally.rss_peak = peak_rss_mib()
+    return tally
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=1000, help="random cases to run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start", type=int, default=0, help="index of the first random case")
+    parser.add_argument("--case", type=int, help="replay this one case and show it")
+    parser.add_argument("--model-dir", type=Path, help="where the tiny models are made/kept")
+    parser.add_argument("--shipped", action="store_true", help="use the shipped default models")
+    parser.add_argument(
+        "--sweep-bytes",
+        type=int,
+        default=1500,
+        help="truncate every offset of corpus files up to this size (0: no sweep)",
+    )
+    parser.add_argument("--sweep-only", action="store_true", help="run only the sweep")
+    parser.add_argument("--slow", type=float, default=5.0, help="seconds that make a case SLOW")
+    parser.add_argument("--hard-timeout", type=float, default=60.0)
+    parser.add_argument("--max-rss-growth", type=float, default=1024.0, help="MiB")
+    parser.add_argument(
+        "--address-space",
+        type=float,
+        default=12.0,
+        help="cap the process's address space at this many GiB (0: no cap)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--save-failures", type=Path, help="write failing inputs here")
+    parser.add_argument("--show", default="", help="comma-separated outcomes to print per case")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    limit_address_space(args.address_space)
+    with contextlib.ExitStack() as stack:
+        if not args.shipped:
+            folder = args.model_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            use_tiny_models(folder)
+        corpus = build_corpus()
+        models = ", ".join(
+            sorted({g.model_name for s in corpus for g in container.read_header(s.data)[0].groups})
+        )
+        files = ", ".join(f"{s.name} {len(s.data)} B" for s in corpus)
+        print(f"corpus: {len(corpus)} files ({files}); models: {models}")
+        replay = "python scripts/fuzz.py" + (" --shipped" if args.shipped else "")
+        if args.case is not None:
+            case = make_case(args.seed, args.case, corpus)
+            result = run_case(case, args.slow, args.hard_timeout)
+            print(
+                f"case {args.case}: {case.kind} on {case.sample.name if case.sample else '-'}: "
+                f"{case.detail}"
+            )
+            print(
+                f"  -> {result.outcome} {result.message} ({result.seconds:.3f} s)"
+                + (f"  FAILURE {result.failure}" if result.failure else "")
+            )
+            if args.verbose:
+                print(case.data.hex())
+            return 1 if result.failure else 0
+        tally = campaign(
+            corpus,
+            0 if args.sweep_only else args.cases,
+            args.seed,
+            start=args.start,
+            sweep_bytes=args.sweep_bytes,
+            slow=args.slow,
+            hard_timeout=args.hard_timeout,
+            max_rss_growth=args.max_rss_growth,
+            replay=replay,
+            save=args.save_failures,
+            show=frozenset(filter(None, args.show.split(","))),
+        )
+    print()
+    print(tally.table())
+    print()
+    print(
+        f"{tally.cases} cases in {tally.seconds:.0f} s, {tally.failed} failures; "
+        f"peak RSS {tally.rss_peak:.0f} MiB (after warm-up {tally.rss_start:.0f} MiB)"
+    )
+    for line in tally.failures:
+        print("FAIL " + line)
+    return 1 if tally.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -442,3 +442,18 @@ def test_view_reports_bad_files_without_opening_a_window(tmp_path):
     assert result.exit_code == 1 and "not an .idf file" in result.stderr
     result = idfc("view", str(tmp_path / "missing.idf"))
     assert result.exit_code == 1 and "no such file" in result.stderr
+
+
+def test_previews_do_not_depend_on_the_thread_count(photo):
+    import torch
+
+    _, data = photo
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = arrays(decode_progressive(data))
+        torch.set_num_threads(2)
+        two = arrays(decode_progressive(data))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))

@@ -235,7 +235,7 @@ def view(
         except queue.Empty:
             pass
         got = download.received
-        speed = "" if rate is None else f" at {rate / 1000:g} kB/s"
+        speed = "" if rate is None else f" at {rate / 1000:.1f} kB/s"
         progress.configure(text=f"received {got / 1000:.1f} kB{speed}")
         root.after(POLL_MS, poll)
 

@@ -164,7 +164,7 @@ def viewer_shot(data: bytes, stages: list, out: Path, at_stage: int, seconds: fl
                 break
             time.sleep(0.05)
         os.environ["DISPLAY"] = f":{number}"
-        from PIL import ImageGrab
+        from PIL import Image, ImageGrab
 
         from idfcompress import viewer
 
@@ -173,7 +173,8 @@ def viewer_shot(data: bytes, stages: list, out: Path, at_stage: int, seconds: fl
                 root.update()
                 x, y = root.winfo_rootx(), root.winfo_rooty()
                 box = (x, y, x + root.winfo_width(), y + root.winfo_height())
-                ImageGrab.grab(bbox=box, xdisplay=f":{number}").save(out)
+                shot = ImageGrab.grab(bbox=box, xdisplay=f":{number}").convert("RGB")
+                shot.quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(out, optimize=True)
 
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "photo.idf"
@@ -199,6 +200,9 @@ def main() -> None:
         "--viewer-shot", type=Path, help="also screenshot 'idfc view' (under Xvfb) to this PNG"
     )
     parser.add_argument("--shot-stage", type=int, default=2, help="stage on that screenshot")
+    parser.add_argument(
+        "--shot-seconds", type=float, default=12.0, help="simulated download time for it"
+    )
     parser.add_argument("-T", "--threads", type=int)
     args = parser.parse_args()
     if args.threads:
@@ -261,7 +265,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.viewer_shot:
-        viewer_shot(data, stages, args.viewer_shot, args.shot_stage, seconds=4.0)
+        viewer_shot(data, stages, args.viewer_shot, args.shot_stage, args.shot_seconds)
         print(f"viewer screenshot: {args.viewer_shot}")
 
 

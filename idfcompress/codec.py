@@ -330,7 +330,7 @@ def encode(
         mode=image.mode,
         source_mode=image.source_mode,
         tile_size=tile_size,
-        pixel_sha256=hashlib.sha256(pixels.tobytes()).digest(),
+        pixel_sha256=hashlib.sha256(np.ascontiguousarray(pixels)).digest(),  # no copy
         groups=groups,
         metadata=dict(image.metadata),
     )
@@ -576,7 +576,7 @@ def _decode_plan(
 
 def _verified(header: container.Header, out: np.ndarray) -> PixelImage:
     """The decoded image, once its pixels match the file's SHA-256."""
-    if hashlib.sha256(out.tobytes()).digest() != header.pixel_sha256:
+    if hashlib.sha256(np.ascontiguousarray(out)).digest() != header.pixel_sha256:
         raise CorruptFile("checksum mismatch: the decoded image differs from the original")
     return PixelImage(out, header.mode, header.source_mode, dict(header.metadata))
 

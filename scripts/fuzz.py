@@ -70,7 +70,7 @@ import torch  # noqa: E402
 
 from idfcompress import codec, container, model_io  # noqa: E402
 from idfcompress.config import ModelConfig  # noqa: E402
-from idfcompress.errors import IdfError  # noqa: E402
+from idfcompress.errors import IdfError, ModelError  # noqa: E402
 from idfcompress.flow import IntegerFlow  # noqa: E402
 from idfcompress.imageio import PixelImage, from_array, from_pil  # noqa: E402
 
@@ -144,7 +144,11 @@ def build_corpus(seed: int = 0) -> list[Sample]:
     samples = []
 
     def add(name: str, image: PixelImage, tile: int, allow_raw: bool = True) -> None:
-        data, _ = codec.encode(image, tile_size=tile, allow_raw=allow_raw)
+        try:
+            data, _ = codec.encode(image, tile_size=tile, allow_raw=allow_raw)
+        except ModelError as exc:  # e.g. --shipped without a grey model: leave the file out
+            print(f"corpus: no {name} file ({exc})")
+            return
         samples.append(Sample(name, data, codec.decode(data)))
 
     add("rgb-flow", from_array(smooth(rng, 24, 40, 3)), 16, allow_raw=False)
@@ -234,6 +238,22 @@ def _fields(data: bytes) -> list[tuple[str, int, str]]:
     return out
 
 
+def _dims(rng: np.random.Generator, header: container.Header) -> tuple[int, int, int]:
+    """Width, height and tile size for the ``dims`` kind."""
+    how = rng.random()
+    if how < 0.4:  # many tiles: too many pixels, or too few chunks for the tiles
+        width = int(rng.choice([header.width, 60000, 16000, 65528, 1 << 16, (1 << 32) - 1]))
+        height = int(rng.choice([header.height, 60000, 16000, 2000, 1 << 31, 1]))
+        tile = int(rng.choice([header.tile_size, 8, 16000, 65528, 2048]))
+    elif how < 0.8:  # one huge tile (the chunks of tile 0 cover it)
+        tile = int(rng.choice([1024, 1448, 2048, 4096, 16000, 65528]))
+        width = int(rng.choice([tile, tile // 2, header.width, 1]))
+        height = int(rng.choice([tile, tile // 2, header.height, 1]))
+    else:  # the same pixels in another shape
+        width, height, tile = header.height, header.width, header.tile_size
+    return width, height, tile
+
+
 def fix_header_crc(data: bytearray) -> None:
     """Recompute the header CRC where the (possibly changed) header says it is."""
     with contextlib.suppress(Exception):
@@ -263,7 +283,8 @@ def _damage(rng: np.random.Generator, data: bytes, kind: str) -> tuple[bytes, st
     b = bytearray(data)
     n = len(b)
     if kind == "bitflip":
-        flips = [(int(rng.integers(n)), int(rng.integers(8))) for _ in range(rng.integers(1, 9))]
+        count = int(rng.integers(1, 9))
+        flips = sorted({(int(rng.integers(n)), int(rng.integers(8))) for _ in range(count)})
         for pos, bit in flips:
             b[pos] ^= 1 << bit
         return bytes(b), f"flip {flips}"
@@ -307,8 +328,9 @@ def _bad_payload(rng: np.random.Generator, payload: bytes) -> tuple[bytes, str]:
     p = bytearray(payload)
     how = int(rng.integers(7))
     if how == 0 and p:
-        for _ in range(rng.integers(1, 4)):
-            p[int(rng.integers(len(p)))] ^= 1 << int(rng.integers(8))
+        bits = rng.choice(8 * len(p), min(8 * len(p), int(rng.integers(1, 4))), replace=False)
+        for bit in bits.tolist():
+            p[bit // 8] ^= 1 << (bit % 8)
         return bytes(p), "bit flips"
     if how == 1 and p:
         p[int(rng.integers(len(p)))] ^= int(rng.integers(1, 256))
@@ -377,17 +399,9 @@ def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
     if kind == "dims":
         b = bytearray(data)
         header, _ = container.read_header(data)
-        how = rng.random()
-        if how < 0.4:  # many tiles: too many pixels, or too few chunks for the tiles
-            width = int(rng.choice([header.width, 60000, 16000, 65528, 1 << 16, (1 << 32) - 1]))
-            height = int(rng.choice([header.height, 60000, 16000, 2000, 1 << 31, 1]))
-            tile = int(rng.choice([header.tile_size, 8, 16000, 65528, 2048]))
-        elif how < 0.8:  # one huge tile (the chunks of tile 0 cover it)
-            tile = int(rng.choice([1024, 1448, 2048, 4096, 16000, 65528]))
-            width = int(rng.choice([tile, tile // 2, header.width, 1]))
-            height = int(rng.choice([tile, tile // 2, header.height, 1]))
-        else:  # the same pixels in another shape
-            width, height, tile = header.height, header.width, header.tile_size
+        width, height, tile = header.width, header.height, header.tile_size
+        while (width, height, tile) == (header.width, header.height, header.tile_size):
+            width, height, tile = _dims(rng, header)
         struct.pack_into("<IIBBH", b, 12, width, height, b[20], b[21], tile)
         fix_header_crc(b)
         max_pixels = None if rng.random() < 0.4 else codec.MAX_PIXELS
@@ -395,6 +409,9 @@ def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
         return Case(kind, bytes(b), detail, sample, max_pixels)
 
     header, chunks = _chunks_of(data)
+    if kind == "swap" and len(chunks) < 2:  # the palette file has one chunk
+        sample = corpus[0]
+        header, chunks = _chunks_of(sample.data)
     if kind == "payload":
         j = int(rng.integers(len(chunks)))
         c = chunks[j]
@@ -403,31 +420,34 @@ def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
         detail = f"chunk {j} (group {c.group}, tile {c.tile}, kind {c.kind}) {how}"
         return Case(kind, _rebuild(header, chunks), detail, sample)
     if kind == "swap":
-        if len(chunks) < 2:
-            return Case(kind, data, "nothing to swap", sample, must_be_exact=True)
-        i, j = (int(v) for v in rng.choice(len(chunks), 2, replace=False))
-        a, c = chunks[i], chunks[j]
-        what = int(rng.integers(3))
-        if what == 0:
-            chunks[i], chunks[j] = (
-                container.Chunk(a.group, a.kind, a.tile, c.payload),
-                container.Chunk(c.group, c.kind, c.tile, a.payload),
-            )
-        elif what == 1 and (a.group, a.kind, c.tile) != (c.group, c.kind, a.tile):
-            chunks[i], chunks[j] = (
-                container.Chunk(a.group, a.kind, c.tile, a.payload),
-                container.Chunk(c.group, c.kind, a.tile, c.payload),
-            )
-        else:
-            chunks[i], chunks[j] = (
-                container.Chunk(a.group, c.kind, a.tile, a.payload),
-                container.Chunk(c.group, a.kind, c.tile, c.payload),
-            )
-        detail = f"chunks {i} and {j}: {['payloads', 'tiles', 'kinds'][what]} exchanged"
-        try:
-            return Case(kind, _rebuild(header, chunks), detail, sample)
-        except ValueError:  # a repeated (group, kind, tile): the writer refuses it
-            return Case(kind, data, "swap refused by the writer", sample, must_be_exact=True)
+        for _ in range(50):  # two chunks that differ in what is exchanged
+            i, j = (int(v) for v in rng.choice(len(chunks), 2, replace=False))
+            a, c = chunks[i], chunks[j]
+            what = int(rng.integers(3))
+            if what == 0 and a.payload != c.payload:
+                swapped = [
+                    (a.group, a.kind, a.tile, c.payload),
+                    (c.group, c.kind, c.tile, a.payload),
+                ]
+            elif what == 1 and a.tile != c.tile:
+                swapped = [
+                    (a.group, a.kind, c.tile, a.payload),
+                    (c.group, c.kind, a.tile, c.payload),
+                ]
+            elif what == 2 and a.kind != c.kind:
+                swapped = [
+                    (a.group, c.kind, a.tile, a.payload),
+                    (c.group, a.kind, c.tile, c.payload),
+                ]
+            else:
+                continue
+            chunks[i], chunks[j] = (container.Chunk(*swapped[0]), container.Chunk(*swapped[1]))
+            detail = f"chunks {i} and {j}: {['payloads', 'tiles', 'kinds'][what]} exchanged"
+            try:
+                return Case(kind, _rebuild(header, chunks), detail, sample)
+            except ValueError:  # a repeated (group, kind, tile): the writer refuses it
+                chunks[i], chunks[j] = a, c
+        return Case(kind, sample.data, "no swap possible", sample, must_be_exact=True)
     if kind == "reorder":
         order = rng.permutation(len(chunks))
         return Case(

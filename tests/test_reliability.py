@@ -377,6 +377,38 @@ def test_cli_threads_give_identical_files_and_images(tiny_model_dir, tmp_path, r
     )
 
 
+def _shipped_rgb() -> str | None:
+    try:
+        model_io.find_model(model_io.DEFAULT_MODELS[3])
+    except ModelError:
+        return None
+    return model_io.DEFAULT_MODELS[3]
+
+
+@pytest.mark.skipif(_shipped_rgb() is None, reason="the shipped RGB model is not installed")
+def test_shipped_model_threads_give_identical_files(tmp_path):
+    photos = sorted((ROOT.parent / "shared" / "data" / "val" / "rgb").rglob("*.png"))
+    if photos:
+        image = np.asarray(Image.open(photos[0]).convert("RGB"))[:128, :192]
+    else:
+        image = smooth_image(np.random.default_rng(3), 128, 192, 3)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    files = []
+    for threads in ("1", "2"):
+        target = tmp_path / f"t{threads}.idf"
+        done = _idfc("compress", "-q", "-T", threads, "--tile-size", "64", str(tmp_path /
+                     "photo.png"), "-o", str(target), models=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        files.append(target.read_bytes())
+    assert files[0] == files[1]
+    info = ic.info(files[0])
+    assert info["raw_tiles"] < info["tiles"]  # the networks were used
+    done = _idfc("decompress", "-q", "-T", "2", str(tmp_path / "t1.idf"), "-o",
+                 str(tmp_path / "out.png"), models=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), image)
+
+
 # ----------------------------------------------------------------------------- interruptions
 
 

@@ -43,36 +43,39 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def reproducible(function: _F) -> _F:
-    """Run ``function`` with PyTorch's oneDNN (mkldnn) convolutions switched off.
+    """Run ``function`` with the networks' arithmetic pinned: one thread, oneDNN allowed.
 
-    PyTorch picks oneDNN or its native convolution per call from the thread count (for 1x1
-    kernels), the batch size and the input size, and the two round differently: a file
-    written with ``-T 1`` could fail to decode with two threads. The native convolution
-    gives the same floats whatever the thread count or batch (tests/test_reliability.py).
+    PyTorch's CPU convolutions round differently with different thread counts: it picks
+    oneDNN or its native convolution per call from the thread count (for 1x1 kernels), and
+    the native one's matrix products split their work by thread count. A file written with
+    ``-T 1`` could fail to decode with two threads. With one thread a machine computes the
+    same floats in every run (the batches of tiles are fixed by the format, FORMAT.md).
     """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        global _native_users, _native_saved
-        with _native_lock:  # a global switch: restored once no codec call is running
-            if not _native_users:
-                _native_saved = torch.backends.mkldnn.enabled
-            _native_users += 1
-            torch.backends.mkldnn.enabled = False
+        global _pinned_calls, _unpinned
+        with _pin_lock:  # process-wide settings: restored once no codec call is running
+            if not _pinned_calls:
+                _unpinned = (torch.get_num_threads(), torch.backends.mkldnn.enabled)
+                torch.set_num_threads(1)
+                torch.backends.mkldnn.enabled = True
+            _pinned_calls += 1
         try:
             return function(*args, **kwargs)
         finally:
-            with _native_lock:
-                _native_users -= 1
-                if not _native_users:
-                    torch.backends.mkldnn.enabled = _native_saved
+            with _pin_lock:
+                _pinned_calls -= 1
+                if not _pinned_calls:
+                    torch.set_num_threads(_unpinned[0])
+                    torch.backends.mkldnn.enabled = _unpinned[1]
 
     return wrapper  # type: ignore[return-value]
 
 
-_native_lock = threading.Lock()
-_native_users = 0
-_native_saved = True
+_pin_lock = threading.Lock()
+_pinned_calls = 0
+_unpinned = (1, True)
 
 
 @dataclass

@@ -707,7 +707,8 @@ def totals(
 ) -> list[Total]:
     """Per codec: bits per subpixel over all subpixels of the images it coded exactly, total
     megapixels over total median seconds, the largest peak memory. A codec that was not
-    lossless on some image is flagged (``lossless`` False) and gets no figures.
+    lossless on some image is flagged (``lossless`` False) and gets no figures. Ranked by
+    bits per subpixel, codecs that coded only part of the set after the others.
     ``kind`` ("colour" or "grey") restricts the totals to those images."""
     if kind is not None:
         results = [r for r in results if kind_of(r.channels) == kind]
@@ -746,8 +747,8 @@ def totals(
                 total.ideal_bpsp = ideal / total.subpixels
                 total.file_overhead = 8.0 * size / ideal - 1.0
         out.append(total)
-    ranked = sorted(out, key=lambda t: (t.bpsp is None, t.bpsp or 0.0))
-    return ranked
+    # best first; totals over only part of the set (not comparable) and flagged codecs last
+    return sorted(out, key=lambda t: (t.bpsp is None, t.images < t.images_total, t.bpsp or 0.0))
 
 
 def _fmt(value, digits: int = 3, suffix: str = "") -> str:

@@ -58,7 +58,9 @@ def cheap_codecs(bench):
     no_raw = bench.idfc_codec(None, 1, allow_raw=False)
     no_raw.name = "idfc-noraw"
     classic = bench.select_codecs(bench.classic_codecs(1), "png,qoi,zstd-19")
-    return [*bench.idfc_codecs(1), no_raw, *classic]
+    # name the models: shipped ones in models/ would add entries
+    tiny = bench.idfc_codecs(1, models=["tiny-rgb", "tiny-gray", "tiny-rgb-other"])
+    return [*tiny, no_raw, *classic]
 
 
 def test_figures_are_consistent(bench, images, tiny_models):
@@ -121,6 +123,9 @@ def test_figures_are_consistent(bench, images, tiny_models):
     assert not flagged.lossless and flagged.lossy_images == ["colour"]
     assert flagged.bpsp is None and flagged.bytes is None and "NOT LOSSLESS" in flagged.note
     assert list(rows)[-1] == "fake-lossy"  # ranked after every counted codec
+    assert list(rows)[-2] == "idfc:tiny-rgb-other"  # then the partial totals
+    full = [rows[n].bpsp for n in list(rows)[:-2]]
+    assert full == sorted(full)
 
     grey_rows = {t.codec: t for t in bench.totals(results, codecs, "grey")}
     assert grey_rows["fake-lossy"].lossless  # lossless on the grey image alone

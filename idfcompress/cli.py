@@ -37,6 +37,10 @@ PREVIEW_EXIT_CODES = EXIT_CODES.replace(
 )
 
 STDIO = "-"
+THREADS_HELP = (
+    "Accepted but has no effect yet: the networks run on one thread so that files do not "
+    "depend on the thread count (docs/RELIABILITY.md)."
+)
 
 
 class Failure(Exception):
@@ -282,7 +286,12 @@ def main(debug: bool) -> None:
     show_default=True,
     help="Tile side in pixels (a multiple of 8); bounds memory use.",
 )
-@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option(
+    "-T",
+    "--threads",
+    type=click.IntRange(1, 1024),
+    help=THREADS_HELP,
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print ideal size, overhead and speed.")
 def compress(
@@ -464,7 +473,12 @@ def _write_stages(
     show_default=True,
     help="Refuse images with more pixels (decompression-bomb guard).",
 )
-@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option(
+    "-T",
+    "--threads",
+    type=click.IntRange(1, 1024),
+    help=THREADS_HELP,
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
 @click.option(
     "--progressive",
@@ -528,7 +542,12 @@ def decompress(
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
-@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option(
+    "-T",
+    "--threads",
+    type=click.IntRange(1, 1024),
+    help=THREADS_HELP,
+)
 def test(files: tuple[str, ...], threads: int | None) -> None:
     """Decode FILES fully and verify their checksums, writing nothing."""
     _threads(threads)
@@ -605,7 +624,12 @@ def models() -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
 @click.option("--close-after", type=click.FloatRange(min=0), hidden=True)
-@click.option("-T", "--threads", type=click.IntRange(1, 1024), help="CPU threads for the networks.")
+@click.option(
+    "-T",
+    "--threads",
+    type=click.IntRange(1, 1024),
+    help=THREADS_HELP,
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 def view(
     file: str,

@@ -290,11 +290,10 @@ def _damage(rng: np.random.Generator, data: bytes, kind: str) -> tuple[bytes, st
         return bytes(b), f"flip {flips}"
     if kind == "byte":
         changes = []
-        for _ in range(rng.integers(1, 5)):
-            pos = int(rng.integers(n))
+        for pos in sorted(rng.choice(n, min(n, int(rng.integers(1, 5))), replace=False).tolist()):
             value = int(rng.choice([0, 1, 0x7F, 0x80, 0xFF, int(rng.integers(256))]))
             b[pos] = value if value != b[pos] else value ^ 0xFF
-            changes.append((pos, value))
+            changes.append((pos, b[pos]))
         return bytes(b), f"set {changes}"
     if kind == "insert":
         pos, count = int(rng.integers(n + 1)), int(rng.integers(1, 33))

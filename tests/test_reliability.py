@@ -453,7 +453,7 @@ def test_interrupted_compress_leaves_nothing(tiny_model_dir, tmp_path, sig):
         text=True,
     )
     assert process.stdout.readline().strip() == "ready"
-    time.sleep(0.5)  # reading the image and coding its first tiles
+    time.sleep(0.2)  # reading the image and coding its first tiles
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     if sig == signal.SIGINT:

@@ -548,12 +548,19 @@ def decompress(
     type=click.IntRange(1, 1024),
     help=THREADS_HELP,
 )
-def test(files: tuple[str, ...], threads: int | None) -> None:
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Refuse images with more pixels (decompression-bomb guard).",
+)
+def test(files: tuple[str, ...], threads: int | None, max_pixels: int) -> None:
     """Decode FILES fully and verify their checksums, writing nothing."""
     _threads(threads)
 
     def one(name: str) -> None:
-        image = api.decompress_pixels(_read_input(name), max_pixels=None)
+        image = api.decompress_pixels(_read_input(name), max_pixels=max_pixels)
         click.echo(f"{name} : OK ({image.width}x{image.height} {image.mode})", err=True)
 
     _run(files, one)

@@ -37,9 +37,19 @@ PREVIEW_EXIT_CODES = EXIT_CODES.replace(
 )
 
 STDIO = "-"
-THREADS_HELP = (
-    "Accepted but has no effect yet: the networks run on one thread so that files do not "
-    "depend on the thread count (docs/RELIABILITY.md)."
+threads_option = click.option(
+    "-T",
+    "--threads",
+    type=click.IntRange(1, 1024),
+    help="Accepted but has no effect yet: the networks run on one thread so that files do not "
+    "depend on the thread count (docs/RELIABILITY.md).",
+)
+max_pixels_option = click.option(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Refuse images with more pixels (decompression-bomb guard).",
 )
 
 
@@ -286,12 +296,7 @@ def main(debug: bool) -> None:
     show_default=True,
     help="Tile side in pixels (a multiple of 8); bounds memory use.",
 )
-@click.option(
-    "-T",
-    "--threads",
-    type=click.IntRange(1, 1024),
-    help=THREADS_HELP,
-)
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print ideal size, overhead and speed.")
 def compress(
@@ -466,19 +471,8 @@ def _write_stages(
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write a PNG to standard output.")
-@click.option(
-    "--max-pixels",
-    type=click.IntRange(1),
-    default=MAX_PIXELS,
-    show_default=True,
-    help="Refuse images with more pixels (decompression-bomb guard).",
-)
-@click.option(
-    "-T",
-    "--threads",
-    type=click.IntRange(1, 1024),
-    help=THREADS_HELP,
-)
+@max_pixels_option
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
 @click.option(
     "--progressive",
@@ -542,19 +536,8 @@ def decompress(
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
-@click.option(
-    "-T",
-    "--threads",
-    type=click.IntRange(1, 1024),
-    help=THREADS_HELP,
-)
-@click.option(
-    "--max-pixels",
-    type=click.IntRange(1),
-    default=MAX_PIXELS,
-    show_default=True,
-    help="Refuse images with more pixels (decompression-bomb guard).",
-)
+@threads_option
+@max_pixels_option
 def test(files: tuple[str, ...], threads: int | None, max_pixels: int) -> None:
     """Decode FILES fully and verify their checksums, writing nothing."""
     _threads(threads)
@@ -631,12 +614,7 @@ def models() -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
 @click.option("--close-after", type=click.FloatRange(min=0), hidden=True)
-@click.option(
-    "-T",
-    "--threads",
-    type=click.IntRange(1, 1024),
-    help=THREADS_HELP,
-)
+@threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
 def view(
     file: str,

@@ -235,7 +235,7 @@ def _progress(name: str, quiet: bool) -> Callable[[int, int], None] | None:
 
 def _run(inputs: tuple[str, ...], one: Callable[[str], None]) -> None:
     failed = False
-    for index, name in enumerate(inputs):
+    for name in inputs:
         try:
             one(name)
         except KeyboardInterrupt:
@@ -252,8 +252,6 @@ def _run(inputs: tuple[str, ...], one: Callable[[str], None]) -> None:
                 ),
             )
             failed = True
-        if len(inputs) > 1 and index + 1 < len(inputs):
-            pass
     if failed:
         sys.exit(1)
 

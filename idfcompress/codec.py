@@ -6,6 +6,7 @@ import functools
 import hashlib
 import math
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -149,11 +150,14 @@ def _logistic_tableset() -> entropy.TableSet:
     return entropy.TableSet(logistic_tables())
 
 
-_mixture_cache: dict[int, entropy.TableSet] = {}
+# Keyed by the flow object itself (weakly), never by id(): a new model could reuse an id.
+_mixture_cache: weakref.WeakKeyDictionary[IntegerFlow, entropy.TableSet] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _mixture_tableset(flow: IntegerFlow) -> entropy.TableSet:
-    key = id(flow)
+    key = flow
     if key not in _mixture_cache:
         logits, means, log_scales = (t.detach().double().numpy() for t in flow.mixture_parameters())
         cfg = flow.config
@@ -165,7 +169,9 @@ def _mixture_tableset(flow: IntegerFlow) -> entropy.TableSet:
     return _mixture_cache[key]
 
 
-_first_stage_floor_cache: dict[int, float] = {}
+_first_stage_floor_cache: weakref.WeakKeyDictionary[IntegerFlow, float] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _first_stage_floor(flow: IntegerFlow) -> float:
@@ -176,7 +182,7 @@ def _first_stage_floor(flow: IntegerFlow) -> float:
     bits per latent (plus the coder's 64-bit state) cannot come from an encoder: such a
     chunk is refused before anything is allocated for the image (:func:`_check_first_stages`).
     """
-    key = id(flow)
+    key = flow
     if key not in _first_stage_floor_cache:
         tables = _mixture_tableset(flow)
         heaviest = max(int(quantize_weights(tables.table(c)).max()) for c in range(len(tables)))

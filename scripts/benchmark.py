@@ -804,19 +804,33 @@ def totals_table(rows: Sequence[Total]) -> str:
                 t.codec,
                 lossless,
                 f"{t.images}/{t.images_total}",
-                _fmt(t.bpsp),
-                _fmt(t.ratio_raw, 2),
-                _fmt(t.ratio_png, 3),
-                _speed(t.encode_mps),
-                _speed(t.decode_mps),
+                *_size_and_speed_cells(t),
                 str(t.threads),
-                _fmt(t.encode_peak_mib, 1),
-                _fmt(t.decode_peak_mib, 1),
-                _fmt(t.ideal_bpsp),
-                _percent(t.file_overhead),
+                *_memory_and_ideal_cells(t),
             ]
         )
     return _markdown(header, body, 2)
+
+
+def _size_and_speed_cells(x: Result | Total) -> list[str]:
+    """bits/subpixel, ratios and speeds, as the per-image and total tables show them."""
+    return [
+        _fmt(x.bpsp),
+        _fmt(x.ratio_raw, 2),
+        _fmt(x.ratio_png, 3),
+        _speed(x.encode_mps),
+        _speed(x.decode_mps),
+    ]
+
+
+def _memory_and_ideal_cells(x: Result | Total) -> list[str]:
+    """Peak memory and the ideal figures, as the per-image and total tables show them."""
+    return [
+        _fmt(x.encode_peak_mib, 1),
+        _fmt(x.decode_peak_mib, 1),
+        _fmt(x.ideal_bpsp),
+        _percent(x.file_overhead),
+    ]
 
 
 def per_image_table(results: Sequence[Result]) -> str:
@@ -842,15 +856,8 @@ def per_image_table(results: Sequence[Result]) -> str:
                 r.image,
                 r.codec,
                 status,
-                _fmt(r.bpsp),
-                _fmt(r.ratio_raw, 2),
-                _fmt(r.ratio_png, 3),
-                _speed(r.encode_mps),
-                _speed(r.decode_mps),
-                _fmt(r.encode_peak_mib, 1),
-                _fmt(r.decode_peak_mib, 1),
-                _fmt(r.ideal_bpsp),
-                _percent(r.file_overhead),
+                *_size_and_speed_cells(r),
+                *_memory_and_ideal_cells(r),
             ]
         )
     return _markdown(header, body, 3)

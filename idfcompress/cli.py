@@ -41,8 +41,8 @@ threads_option = click.option(
     "-T",
     "--threads",
     type=click.IntRange(1, 1024),
-    help="Accepted but has no effect yet: the networks run on one thread so that files do not "
-    "depend on the thread count (docs/RELIABILITY.md).",
+    help="CPU threads for the networks [default: PyTorch's, usually the core count]. Files "
+    "and images are identical whatever the count (exact integer arithmetic, docs/FORMAT.md).",
 )
 max_pixels_option = click.option(
     "--max-pixels",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import threading
 import weakref
@@ -37,46 +36,50 @@ MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with
 MAX_BATCH_PIXELS = 1 << 21
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
 RAW_KIND = 0
-ARITHMETIC_FLOAT32 = 1
+ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in float32
 
 Progress = Callable[[int, int], None]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def reproducible(function: _F) -> _F:
-    """Run ``function`` with the networks' arithmetic pinned: one thread, oneDNN allowed.
+def exact_arithmetic(function: _F) -> _F:
+    """Run ``function`` with PyTorch's convolution algorithms that only multiply and add.
 
-    PyTorch's CPU convolutions round differently with different thread counts: it picks
-    oneDNN or its native convolution per call from the thread count (for 1x1 kernels), and
-    the native one's matrix products split their work by thread count. A file written with
-    ``-T 1`` could fail to decode with two threads. With one thread a machine computes the
-    same floats in every run (the batches of tiles are fixed by the format, FORMAT.md).
+    The networks compute exactly (arithmetic 2, docs/FORMAT.md) under any thread count and
+    instruction set as long as no convolution transforms its operands: NNPACK (Winograd,
+    FFT) is switched off and TF32 is refused, for the duration of the call.
     """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        global _pinned_calls, _unpinned
-        with _pin_lock:  # process-wide settings: restored once no codec call is running
-            if not _pinned_calls:
-                _unpinned = (torch.get_num_threads(), torch.backends.mkldnn.enabled)
-                torch.set_num_threads(1)
-                torch.backends.mkldnn.enabled = True
-            _pinned_calls += 1
+        global _guarded_calls, _saved_flags
+        with _guard_lock:  # process-wide settings: restored once no codec call is running
+            if not _guarded_calls:
+                (nnpack,) = torch.backends.nnpack.set_flags(False)
+                _saved_flags = (
+                    nnpack,
+                    torch.backends.cudnn.allow_tf32,
+                    torch.backends.cuda.matmul.allow_tf32,
+                )
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
+            _guarded_calls += 1
         try:
             return function(*args, **kwargs)
         finally:
-            with _pin_lock:
-                _pinned_calls -= 1
-                if not _pinned_calls:
-                    torch.set_num_threads(_unpinned[0])
-                    torch.backends.mkldnn.enabled = _unpinned[1]
+            with _guard_lock:
+                _guarded_calls -= 1
+                if not _guarded_calls:
+                    torch.backends.nnpack.set_flags(_saved_flags[0])
+                    torch.backends.cudnn.allow_tf32 = _saved_flags[1]
+                    torch.backends.cuda.matmul.allow_tf32 = _saved_flags[2]
 
     return wrapper  # type: ignore[return-value]
 
 
-_pin_lock = threading.Lock()
-_pinned_calls = 0
-_unpinned = (1, True)
+_guard_lock = threading.Lock()
+_guarded_calls = 0
+_saved_flags = (True, True, False)
 
 
 @dataclass
@@ -219,7 +222,11 @@ class _GroupPlan:
     chunks: list[container.Chunk] = field(default_factory=list)
 
 
-def _resolve_model(channels: int, model: str | None) -> LoadedModel:
+def _resolve_model(channels: int, model: str | LoadedModel | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        if model.flow.config.in_channels != channels:
+            raise ValueError(f"model {model.name} codes {model.flow.config.in_channels} channels")
+        return model
     if model is not None:
         loaded = load_model(model)
         if loaded.flow.config.in_channels == channels:
@@ -232,7 +239,7 @@ def plane_groups(mode: str) -> list[tuple[int, int]]:
     return {"L": [(1, 0)], "LA": [(1, 0), (1, 1)], "RGB": [(3, 0)], "RGBA": [(3, 0), (1, 3)]}[mode]
 
 
-@reproducible
+@exact_arithmetic
 @torch.no_grad()
 def _encode_group(
     plane: np.ndarray,
@@ -302,13 +309,15 @@ def _stream_order(chunk: container.Chunk, stages: dict[int, int]) -> tuple[int, 
 def encode(
     image: PixelImage,
     *,
-    model: str | None = None,
+    model: str | LoadedModel | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
     allow_raw: bool = True,
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
     """Compress an image to .idf bytes; also returns what was measured on the way.
 
+    ``model`` is a model name or path (the default model of the image's channel count when
+    it codes another count), or a :class:`LoadedModel` used as given (e.g. during training).
     ``allow_raw`` lets tiles that the flow would code worse fall back to deflate.
     """
     if tile_size < 8 or tile_size % 8 or tile_size > 65528:
@@ -330,7 +339,7 @@ def encode(
             chunks.append(container.Chunk(g, chunk.kind, chunk.tile, chunk.payload))
         stage_counts[g] = loaded.flow.config.stages
         groups.append(
-            container.PlaneGroup(channels, first, loaded.name, loaded.sha256, ARITHMETIC_FLOAT32)
+            container.PlaneGroup(channels, first, loaded.name, loaded.sha256, ARITHMETIC_EXACT)
         )
     chunks.sort(key=lambda c: _stream_order(c, stage_counts))
     header = container.Header(
@@ -339,7 +348,9 @@ def encode(
         mode=image.mode,
         source_mode=image.source_mode,
         tile_size=tile_size,
-        pixel_sha256=hashlib.sha256(np.ascontiguousarray(pixels)).digest(),  # no copy
+        pixel_sha256=container.pixel_digest(
+            image.width, image.height, image.mode, np.ascontiguousarray(pixels)
+        ),
         groups=groups,
         metadata=dict(image.metadata),
     )
@@ -364,7 +375,7 @@ def _model_for(group: container.PlaneGroup) -> LoadedModel:
             f"model '{group.model_name}' codes {loaded.flow.config.in_channels} channels, "
             f"the file says {group.channels}"
         )
-    if group.arithmetic != ARITHMETIC_FLOAT32:
+    if group.arithmetic != ARITHMETIC_EXACT:
         raise CorruptFile(f"unknown arithmetic id {group.arithmetic}")
     return loaded
 
@@ -378,7 +389,7 @@ class _BatchDecoder:
     construction; ``staged`` holds the inverse flow after the stages decoded so far.
     """
 
-    @reproducible
+    @exact_arithmetic
     @torch.no_grad()
     def __init__(
         self,
@@ -408,7 +419,7 @@ class _BatchDecoder:
     def all_raw(self) -> bool:
         return all(self.raw)
 
-    @reproducible
+    @exact_arithmetic
     @torch.no_grad()
     def parameters(
         self, staged: StagedInverse
@@ -424,7 +435,7 @@ class _BatchDecoder:
                 assert self.raw_latents is not None
                 z[i] = self.raw_latents[s][i].to(torch.int64).numpy()
 
-    @reproducible
+    @exact_arithmetic
     @torch.no_grad()
     def decode_stage(self, data: bytes | memoryview) -> None:
         """Entropy-decode the next stage of every tile from ``data`` and push it."""
@@ -585,12 +596,15 @@ def _decode_plan(
 
 def _verified(header: container.Header, out: np.ndarray) -> PixelImage:
     """The decoded image, once its pixels match the file's SHA-256."""
-    if hashlib.sha256(np.ascontiguousarray(out)).digest() != header.pixel_sha256:
+    digest = container.pixel_digest(
+        header.width, header.height, header.mode, np.ascontiguousarray(out)
+    )
+    if digest != header.pixel_sha256:
         raise CorruptFile("checksum mismatch: the decoded image differs from the original")
     return PixelImage(out, header.mode, header.source_mode, dict(header.metadata))
 
 
-@reproducible
+@exact_arithmetic
 def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
     """Decompress .idf bytes; the result is verified against the stored checksum."""
     header, table = container.read_header(data)

@@ -13,6 +13,7 @@ and run in time linear in the input size.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
     "MODES",
+    "pixel_digest",
     "SOURCE_MODES",
     "PlaneGroup",
     "ChunkEntry",
@@ -37,15 +39,25 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}
 
-#: Arithmetic ids known to format version 1 (1 = float32 priors and couplings).
-ARITHMETICS: dict[int, str] = {1: "float32"}
+#: Arithmetic ids known to format version 2 (2 = integer networks carried exactly in float32).
+ARITHMETICS: dict[int, str] = {2: "exact-int24"}
 
 _MODE_BY_ID = {v: k for k, v in MODES.items()}
+
+
+def pixel_digest(width: int, height: int, mode: str, pixels: bytes | memoryview) -> bytes:
+    """The header's pixel SHA-256: over u32 width, u32 height, u8 pixel mode id, then the
+    H*W*C pixels (row-major, channels interleaved)."""
+    digest = hashlib.sha256(struct.pack("<IIB", width, height, MODES[mode]))
+    digest.update(pixels)
+    return digest.digest()
+
+
 _SOURCE_BY_ID = {v: k for k, v in SOURCE_MODES.items()}
 # Decoded pixel modes a source mode may be stored as.
 _SOURCE_TARGETS: dict[str | None, tuple[str, ...]] = {
@@ -77,14 +89,14 @@ class PlaneGroup:
     in the interleaved pixel layout of the header's mode; ``model_name`` is the model's
     ASCII name (1..64 characters of ``[A-Za-z0-9._-]``) and ``model_sha256`` the 32-byte
     SHA-256 of its weights file; ``arithmetic`` says how priors were computed
-    (1 = float32, the only id of format version 1).
+    (2 = exact-int24, the only id of format version 2).
     """
 
     channels: int
     first_channel: int
     model_name: str
     model_sha256: bytes
-    arithmetic: int = 1
+    arithmetic: int = 2
 
 
 @dataclass(frozen=True)

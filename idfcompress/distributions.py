@@ -57,8 +57,25 @@ PROB_TOTAL = 1 << PROB_BITS
 MAX_TABLE_SIZE = 1 << 20
 
 
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_COEFFICIENTS = [1.0 / math.factorial(n) for n in range(14, -1, -1)]
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    """exp(x) in float64 from + - * / rint and ldexp only: the same bits on every IEEE 754
+    machine (libm and SIMD ``exp`` differ in the last bit between CPUs)."""
+    x = np.clip(np.asarray(x, dtype=np.float64), -745.0, 709.0)
+    k = np.rint(x * 1.4426950408889634)  # 1 / ln 2
+    r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= 0.35
+    p = np.full_like(r, _EXP_COEFFICIENTS[0])
+    for c in _EXP_COEFFICIENTS[1:]:
+        p = p * r + c
+    return np.ldexp(p, k.astype(np.int64))
+
+
 def _scales() -> np.ndarray:
-    return np.exp(LOGSCALE_MIN + np.arange(LOGSCALE_COUNT, dtype=np.float64) * LOGSCALE_STEP)
+    return _exp(LOGSCALE_MIN + np.arange(LOGSCALE_COUNT, dtype=np.float64) * LOGSCALE_STEP)
 
 
 _SCALES = _scales()
@@ -75,7 +92,7 @@ HALF_WIDTHS.setflags(write=False)
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic function, accurate in both tails."""
-    e = np.exp(-np.abs(z))
+    e = _exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
@@ -268,11 +285,11 @@ def mixture_table(
 
     logits = np.nan_to_num(logits, nan=0.0, posinf=1e300, neginf=-1e300)
     logits = np.clip(logits, -1e300, 1e300)
-    mixw = np.exp(logits - logits.max())
-    mixw /= mixw.sum()
+    mixw = _exp(logits - logits.max())
+    mixw /= math.fsum(mixw.tolist())
     mu = np.clip(np.nan_to_num(means, nan=0.0), -MEAN_LIMIT, MEAN_LIMIT)
     ls = np.clip(np.nan_to_num(log_scales, nan=0.0), LOGSCALE_MIN, LOGSCALE_MAX)
-    s = np.exp(ls)
+    s = _exp(ls)
 
     edges = np.arange(low, high, dtype=np.float64) + 0.5
     z = (edges[None, :] - mu[:, None]) / s[:, None]

@@ -97,6 +97,58 @@ class IntegerFlow(nn.Module):
         self.mixture_means = nn.Parameter(means)
         self.mixture_log_scales = nn.Parameter(torch.full((self.mixture_channels, k), 2.0))
 
+    # -- exact arithmetic ---------------------------------------------------------------
+    def conv_nets(self) -> list[ConvNet]:
+        return [m for m in self.modules() if isinstance(m, ConvNet)]
+
+    @property
+    def quantized(self) -> bool:
+        """Whether every network runs in exact integer arithmetic."""
+        return all(bool(net.quantized) for net in self.conv_nets())
+
+    @torch.no_grad()
+    def quantize(self, pixels: torch.Tensor | None = None) -> None:
+        """Switch every network to exact arithmetic (:meth:`ConvNet.quantize`).
+
+        ``pixels`` (a batch of typical images) calibrates the activation ranges; the float
+        networks see them once.
+        """
+        nets = self.conv_nets()
+        inputs: dict[ConvNet, list[torch.Tensor]] = {}
+        if pixels is not None:
+            if self.quantized:
+                raise ValueError("the flow is already quantised")
+            hooks = [
+                net.register_forward_pre_hook(
+                    lambda module, args: inputs.setdefault(module, []).append(args[0])
+                )
+                for net in nets
+            ]
+            try:
+                self.nll_bits(pixels)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+        for net in nets:
+            samples = None
+            if net in inputs:
+                runs = [net.activation_samples(x) for x in inputs[net]]
+                samples = [torch.cat([r[i].flatten() for r in runs]) for i in range(len(runs[0]))]
+            net.quantize(samples)
+
+    @torch.no_grad()
+    def snap_quantized(self) -> None:
+        """Fix each network's weight exponents from its current weights and round the
+        weights onto them: what a model file stores (training moves the float weights)."""
+        for net in self.conv_nets():
+            net.update_shifts()
+            net.snap()
+
+    def check_exact(self) -> None:
+        """Raise ValueError unless every network satisfies the exact-arithmetic bounds."""
+        for net in self.conv_nets():
+            net.check_exact()
+
     # -- parameters of the priors -------------------------------------------------------
     def _logistic(self, net: nn.Module, known: torch.Tensor) -> LogisticPrior:
         mean, log_scale = net(known).chunk(2, dim=1)
@@ -141,6 +193,10 @@ class IntegerFlow(nn.Module):
             stages.append(top[:, self.mixture_channels :])
         stages += [z for _, z in reversed(factored)]
         return stages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The training objective, :meth:`nll_bits` (what DistributedDataParallel calls)."""
+        return self.nll_bits(x)
 
     def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
         """Ideal code length in bits of each image of the batch (training objective)."""

@@ -14,6 +14,8 @@ from torch import nn
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     """Round to the nearest integer, with a straight-through gradient when training."""
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return torch.round(x)
     return x + (torch.round(x) - x).detach()
 
 

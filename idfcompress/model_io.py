@@ -84,7 +84,12 @@ def load_flow(path: Path) -> IntegerFlow:
             config = ModelConfig.from_json(metadata["config"])
             state = {key: handle.get_tensor(key) for key in handle.keys()}
         flow = IntegerFlow(config)
+        if any(key.endswith(".quantized") for key in flow.state_dict()) and not any(
+            key.endswith(".quantized") for key in state
+        ):
+            raise ValueError("float weights from before exact arithmetic; quantise them first")
         flow.load_state_dict(state, strict=True)
+        flow.check_exact()
     except (
         SafetensorError,
         KeyError,

@@ -127,7 +127,7 @@ def _facts_of(tables: entropy.TableSet) -> _TableFacts:
     return _facts[tables]
 
 
-@codec.reproducible  # the same convolutions as the exact decoder, whatever the threads
+@codec.exact_arithmetic
 @torch.no_grad()
 def _completed(decoder: codec._BatchDecoder, rng: np.random.Generator | None) -> StagedInverse:
     """A copy of the decoder's inverse flow with every missing stage filled in.

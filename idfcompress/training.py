@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 
 from .config import ModelConfig
@@ -120,6 +122,27 @@ def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -
     return bits / max(subpixels, 1)
 
 
+def validation_file_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
+    """Bits per subpixel of real .idf files of whole images (RGB or grey as the model codes),
+    with the codec's defaults; every file is decoded and compared."""
+    from . import codec
+    from .imageio import from_array
+    from .model_io import LoadedModel
+
+    # a snapshot: the codec caches tables per flow object, and training moves the weights
+    loaded = LoadedModel("validation", bytes(32), copy.deepcopy(flow).eval())
+    bits = 0
+    subpixels = 0
+    for path in files:
+        pixels = load_pixels(path, flow.config.in_channels)
+        if pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
+        data, stats = codec.encode(from_array(pixels), model=loaded, tile_size=tile)
+        bits += 8 * len(data)
+        subpixels += stats.subpixels
+    return bits / max(subpixels, 1)
+
+
 @dataclass
 class TrainSettings:
     """Everything a training run needs besides the architecture."""
@@ -141,14 +164,24 @@ class TrainSettings:
     validate_every: int = 1000
     val_images: int = 8
     pad_fraction: float = 0.0
+    qat: bool = False
+    init_from: str = ""
     device: str = "auto"
     extra: dict = field(default_factory=dict)
 
 
 def pick_device(name: str) -> torch.device:
+    """``auto``: a GPU where there is one; under torchrun, the GPU of this process's local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of this process: set by torchrun, (0, 1) otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def learning_rate(settings: TrainSettings, step: int) -> float:
@@ -166,6 +199,9 @@ class Trainer:
         self.config = config
         self.settings = settings
         self.device = pick_device(settings.device)
+        self.rank, self.world = distributed_rank()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.run_dir = Path(settings.out_dir) / settings.name
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(settings.seed)
@@ -178,7 +214,7 @@ class Trainer:
             image_files(settings.train),
             config.in_channels,
             settings.crop,
-            settings.seed,
+            settings.seed + self.rank,  # each process draws its own crops
             settings.pad_fraction,
             config.granularity - 1,
         )
@@ -189,6 +225,39 @@ class Trainer:
         self.checkpoint = self.run_dir / "checkpoint.pt"
         if self.checkpoint.exists():
             self._resume()
+        elif settings.init_from:
+            self._initialise(Path(settings.init_from))
+        if settings.qat and not self.flow.quantized:
+            self.quantize()
+        # DistributedDataParallel averages the gradients of all processes (torchrun); every
+        # process then takes the same optimiser step and keeps the same EMA copy
+        self.model: torch.nn.Module = self.flow
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.flow, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    def _initialise(self, path: Path) -> None:
+        """Start from another run's weights (a checkpoint.pt or a .safetensors model)."""
+        if path.suffix == ".safetensors":
+            from .model_io import load_flow
+
+            state = load_flow(path).state_dict()
+        else:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved["config"] != self.config.to_json():
+                raise ValueError(f"{path} was made with another model config")
+            better = saved.get("exported", "ema")
+            state = saved[better] if better in saved else saved["ema"]
+        self.flow.load_state_dict(state)
+        self.ema.load_state_dict(state)
+
+    def quantize(self) -> None:
+        """Switch the model (and its EMA copy) to exact arithmetic, calibrated on a batch of
+        training crops; training then goes on quantisation-aware."""
+        calibration = self.sampler.batch(max(16, self.settings.batch)).to(self.device)
+        self.flow.quantize(calibration)
+        self.ema.load_state_dict(self.flow.state_dict())
 
     def _state(self) -> dict:
         return {
@@ -200,13 +269,26 @@ class Trainer:
             "step": self.step,
             "seconds": self.seconds,
             "best_val": self.best_val,
-            "numpy_rng": json.dumps(self.sampler.rng.bit_generator.state),
+            "numpy_rng": json.dumps(self._all_rng_states()),
             "torch_rng": torch.get_rng_state(),
         }
 
+    def _all_rng_states(self) -> list[dict]:
+        """The crop samplers' states of every process (a collective call under torchrun)."""
+        state = self.sampler.rng.bit_generator.state
+        if self.world == 1:
+            return [state]
+        states: list = [None] * self.world
+        dist.all_gather_object(states, state)
+        return states
+
     def save_checkpoint(self) -> None:
+        """Write the checkpoint (every process must call it; the first one writes)."""
+        state = self._state()
+        if self.rank:
+            return
         tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save(self._state(), tmp)
+        torch.save(state, tmp)
         os.replace(tmp, self.checkpoint)
 
     def _resume(self) -> None:
@@ -219,7 +301,13 @@ class Trainer:
         self.step = state["step"]
         self.seconds = state["seconds"]
         self.best_val = state["best_val"]
-        self.sampler.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        rng_states = json.loads(state["numpy_rng"])
+        if isinstance(rng_states, dict):  # checkpoints of single-process runs before torchrun
+            rng_states = [rng_states]
+        if len(rng_states) == self.world:
+            self.sampler.rng.bit_generator.state = rng_states[self.rank]
+        else:  # another process count: resume the weights, draw new crops
+            self.sampler.rng = np.random.default_rng([self.settings.seed, self.rank, self.step])
         torch.set_rng_state(state["torch_rng"])
 
     def log(self, record: dict) -> None:
@@ -231,7 +319,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.settings, self.step)
         batch = self.sampler.batch(self.settings.batch).to(self.device)
-        bits = self.flow.nll_bits(batch)
+        bits = self.model(batch)
         bpd = bits.mean() / batch[0].numel()
         self.optimizer.zero_grad(set_to_none=True)
         bpd.backward()
@@ -249,7 +337,24 @@ class Trainer:
             if limit is None
             else self.val_files[:: max(1, len(self.val_files) // limit)][:limit]
         )
+        self._sync_ema_buffers()
         return validation_bits(self.ema, files)
+
+    def validate_files(self, limit: int | None) -> float | None:
+        """Real .idf bits per subpixel of the validation subset (exact models only)."""
+        if not self.ema.quantized:
+            return None
+        files = self.val_files[:: max(1, len(self.val_files) // (limit or 1))][:limit]
+        self._sync_ema_buffers()
+        return validation_file_bits(self.ema, files)
+
+    def _sync_ema_buffers(self) -> None:
+        """The EMA copy takes the trained model's quantisation state, then fixes its own
+        weight exponents from its own weights."""
+        for e, b in zip(self.ema.buffers(), self.flow.buffers(), strict=True):
+            e.copy_(b)
+        if self.ema.quantized:
+            self.ema.snap_quantized()
 
     def run(self, progress: bool = True) -> None:
         settings = self.settings
@@ -257,7 +362,7 @@ class Trainer:
         started = time.monotonic() - self.seconds
         window: list[float] = []
         bar = None
-        if progress:
+        if progress and self.rank == 0:
             from tqdm import tqdm
 
             bar = tqdm(total=settings.steps, initial=self.step, unit="step", dynamic_ncols=True)
@@ -267,7 +372,9 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(bpd=f"{np.mean(window[-50:]):.3f}")
-            if self.step % settings.validate_every == 0 or self.step == settings.steps:
+            if self.rank == 0 and (
+                self.step % settings.validate_every == 0 or self.step == settings.steps
+            ):
                 val = self.validate(settings.val_images)
                 self.log(
                     {
@@ -276,15 +383,25 @@ class Trainer:
                         "lr": learning_rate(settings, self.step),
                         "train_bpd": float(np.mean(window)),
                         "val_bpd": val,
+                        "val_file_bpsp": self.validate_files(settings.val_images),
+                        "processes": self.world,
                     }
                 )
                 window = []
-            if time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60:
+            if self._agree(time.monotonic() - last_checkpoint > settings.checkpoint_minutes * 60):
                 self.save_checkpoint()
                 last_checkpoint = time.monotonic()
         self.save_checkpoint()
         if bar is not None:
             bar.close()
+
+    def _agree(self, decision: bool) -> bool:
+        """The first process's decision, on every process (they checkpoint together)."""
+        if self.world == 1:
+            return decision
+        flag = torch.tensor([int(decision)], device=self.device)
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
 
     def export(self, val_limit: int | None = None) -> Path:
         """Write models/NAME.safetensors and its model card models/NAME.json."""
@@ -292,6 +409,10 @@ class Trainer:
         models = Path(settings.models_dir)
         models.mkdir(parents=True, exist_ok=True)
         weights = models / f"{settings.name}.safetensors"
+        if not self.flow.quantized:  # shipped models always compute exactly
+            self.quantize()
+        self._sync_ema_buffers()
+        self.flow.snap_quantized()
         # the EMA copy usually validates better; ship whichever does on a validation subset
         candidates = {"ema": self.ema, "raw": self.flow}
         scores = {
@@ -300,6 +421,7 @@ class Trainer:
         }
         chosen = min(scores, key=scores.get)
         flow = candidates[chosen]
+        flow.check_exact()
         digest = save_model(flow, weights, {"name": settings.name})
         per_set = {}
         for folder in settings.val:
@@ -309,6 +431,7 @@ class Trainer:
             per_set[folder] = {
                 "images": len(files),
                 "ideal_bpsp": round(validation_bits(flow, files), 4),
+                "file_bpsp": round(validation_file_bits(flow, files), 4),
             }
         card = {
             "name": settings.name,
@@ -321,9 +444,12 @@ class Trainer:
                 "steps": self.step,
                 "hours": round(self.seconds / 3600, 3),
                 "batch": settings.batch,
+                "processes": self.world,
                 "crop": settings.crop,
                 "lr": settings.lr,
                 "ema": settings.ema,
+                "qat": settings.qat,
+                "init_from": settings.init_from or None,
                 "weights_shipped": chosen,
                 "subset_val_bpsp": {k: round(v, 4) for k, v in scores.items()},
                 "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads, "

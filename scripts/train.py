@@ -1,10 +1,19 @@
 #!/usr/bin/env python3
 """Train an idfcompress model; resumes from runs/NAME/checkpoint.pt when it exists.
 
-Example (the first shipped RGB model):
-  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name idf-rgb-s1 --steps 7000 \
-      --train ../shared/data/train/rgb \
+Float training, then quantisation-aware fine-tuning to exact integer arithmetic (every
+exported model is quantised; --qat true trains with the quantised networks from the start or
+from --init-from):
+  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name idf-rgb-s3 --steps 15000 \
+      --pad-fraction 0.25 --train ../shared/data/train/rgb \
       --val ../shared/data/val/rgb/mcmaster ../shared/data/val/rgb/bsds500-val
+  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name idf-rgb-x1 --qat true \
+      --init-from runs/idf-rgb-s3/checkpoint.pt --steps 3000 --lr 1e-4 --warmup 100 ...
+
+Several GPUs or machines: the same command under torchrun (DistributedDataParallel; --batch
+is per process, each process draws its own crops, the first one logs, validates, checkpoints
+and exports):
+  torchrun --standalone --nproc-per-node 8 scripts/train.py --name ... --device auto ...
 """
 
 from __future__ import annotations
@@ -17,6 +26,12 @@ import torch
 
 from idfcompress.config import ModelConfig
 from idfcompress.training import Trainer, TrainSettings
+
+
+def _kind(default: object):
+    if isinstance(default, bool):
+        return lambda v: v.lower() in ("1", "true", "yes")
+    return type(default)
 
 
 def main() -> None:
@@ -37,16 +52,12 @@ def main() -> None:
         if f.name in ("name", "train", "val", "extra"):
             continue
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
+            f"--{f.name.replace('_', '-')}", type=_kind(f.default), default=f.default
         )
     for f in fields(ModelConfig):
         if f.name == "seed":  # permutation seed: kept at its default
             continue
-        kind = (
-            (lambda v: v.lower() in ("1", "true", "yes"))
-            if isinstance(f.default, bool)
-            else type(f.default)
-        )
+        kind = _kind(f.default)
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=kind, default=f.default, dest=f"model_{f.name}"
         )
@@ -63,14 +74,20 @@ def main() -> None:
         **{f.name: getattr(args, f.name) for f in fields(TrainSettings) if f.name != "extra"}
     )
     trainer = Trainer(config, settings)
-    print(
-        f"{sum(p.numel() for p in trainer.flow.parameters())} parameters, "
-        f"{len(trainer.sampler.images)} training images, resuming at step {trainer.step}"
-    )
+    if trainer.rank == 0:
+        print(
+            f"{sum(p.numel() for p in trainer.flow.parameters())} parameters, "
+            f"{len(trainer.sampler.images)} training images, {trainer.world} process(es), "
+            f"resuming at step {trainer.step}"
+        )
     if not args.export_only:
         trainer.run()
-    path = trainer.export(args.export_val_limit)
-    print(json.dumps(json.loads(path.with_suffix(".json").read_text())["validation"], indent=1))
+    if trainer.rank == 0:
+        path = trainer.export(args.export_val_limit)
+        card = json.loads(path.with_suffix(".json").read_text())
+        print(json.dumps(card["validation"], indent=1))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def make_tiny_flow(in_channels: int, seed: int = 0, **overrides) -> IntegerFlow:
     with torch.no_grad():
         for parameter in flow.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
+    flow.quantize()
     return flow.eval()
 
 

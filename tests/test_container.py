@@ -171,14 +171,14 @@ def test_fixed_layout_offsets() -> None:
     header = make_header("RGB", (3,), width=0x01020304, height=7, tile_size=0x0100)
     data = C.write(header, [])
     assert data[:8] == C.MAGIC == b"\x89IDF\r\n\x1a\n"
-    assert data[8:10] == b"\x01\x00" and data[10:12] == b"\x00\x00"
+    assert data[8:10] == b"\x02\x00" and data[10:12] == b"\x00\x00"
     assert data[12:16] == b"\x04\x03\x02\x01" and data[16:20] == b"\x07\x00\x00\x00"
     assert data[20] == 3 and data[21] == 0 and data[22:24] == b"\x00\x01"
     assert data[24:56] == header.pixel_sha256 and data[56] == 1
     name = header.groups[0].model_name.encode()
     assert data[57:60] == bytes([3, 0, len(name)]) and data[60 : 60 + len(name)] == name
     pos = 60 + len(name)
-    assert data[pos : pos + 32] == header.groups[0].model_sha256 and data[pos + 32] == 1
+    assert data[pos : pos + 32] == header.groups[0].model_sha256 and data[pos + 32] == 2
     assert data[pos + 33 : pos + 35] == b"\x00\x00"  # no metadata
     assert data[pos + 35 : pos + 39] == b"\x00\x00\x00\x00"  # no chunks
     assert len(data) == pos + 43
@@ -248,14 +248,14 @@ def test_trailing_bytes() -> None:
 # --------------------------------------------------------------------------- versions
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 1, 3, 0xFFFF])
 def test_wrong_version(version: int) -> None:
     data = bytearray(small_file())
     struct.pack_into("<H", data, 8, version)  # header CRC now wrong too: version wins
     for fn in (C.read, C.read_header, C.header_size_needed):
         with pytest.raises(UnsupportedVersion) as info:
             fn(bytes(data))
-        assert str(version) in str(info.value) and "1" in str(info.value)
+        assert str(version) in str(info.value) and "2" in str(info.value)
     with pytest.raises(UnsupportedVersion):
         C.read(bytes(data[:10]))
 
@@ -428,7 +428,8 @@ CORRUPTIONS = {
     "name_char": _set(lambda d: _group_pos(d, 0) + 3, ord("/")),
     "name_nonascii": _set(lambda d: _group_pos(d, 0) + 3, 0xE9),
     "arith0": _set(lambda d: _group_pos(d, 1) - 1, 0),
-    "arith2": _set(lambda d: _group_pos(d, 1) - 1, 2),
+    "arith1": _set(lambda d: _group_pos(d, 1) - 1, 1),
+    "arith3": _set(lambda d: _group_pos(d, 1) - 1, 3),
     "chunk_group": _set(lambda d: _entry_pos(d, 0), 2),
     "chunk_tile": _set(lambda d: _entry_pos(d, 0) + 4, 6, "<I"),
     "chunk_reserved": _set(lambda d: _entry_pos(d, 1) + 2, 1, "<H"),
@@ -565,7 +566,7 @@ def test_format_md_worked_example_is_current() -> None:
         mode="L",
         source_mode=None,
         tile_size=64,
-        pixel_sha256=hashlib.sha256(pixels).digest(),
+        pixel_sha256=C.pixel_digest(2, 2, "L", pixels),
         groups=[C.PlaneGroup(1, 0, "idf-L", hashlib.sha256(b"example weights").digest())],
         metadata={"EXIF": b"Exif"},
     )

@@ -343,11 +343,11 @@ def test_viewer_paints_the_same_stages_as_it_receives_them(photo):
 
 def test_viewer_reads_at_the_given_rate(photo):
     _, data = photo
-    rate = len(data) / 0.6  # the whole file in 0.6 s
+    rate = len(data) / 2.0  # the whole file in 2 s: room for a slow first decode on a busy CI
     started = time.monotonic()
     painted = list(paint_sequence(data, rate=rate, piece_size=len(data) // 20))
     elapsed = time.monotonic() - started
-    assert elapsed >= 0.5
+    assert elapsed >= 1.8
     assert painted[-1].stage.exact
     # The first stage was painted long before the whole file had arrived.
     assert painted[0].bytes_received < len(data) / 2

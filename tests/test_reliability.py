@@ -30,6 +30,8 @@ from conftest import smooth_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 import idfcompress as ic
 from idfcompress import cli, codec, container, model_io
@@ -216,9 +218,11 @@ def _model_copy(tiny_model_dir: Path, folder: Path, name: str = "tiny-rgb") -> P
 
 def test_altered_model_file_is_named(six_tiles, tiny_model_dir, tmp_path, monkeypatch):
     weights = _model_copy(tiny_model_dir, tmp_path / "models")
-    raw = bytearray(weights.read_bytes())
-    raw[-5] ^= 0x01  # one bit of the last tensor: still a valid model, another hash
-    weights.write_bytes(bytes(raw))
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    tensors["mixture_means"][0, 0] += 1.0  # still a valid model, another hash
+    save_file(tensors, str(weights), metadata=metadata)
     monkeypatch.setenv(model_io.MODELS_ENV, str(weights.parent))
     expected = container.read_header(six_tiles)[0].groups[0].model_sha256.hex()[:16]
     with pytest.raises(ModelError, match="needs model 'tiny-rgb'") as caught:
@@ -284,6 +288,7 @@ def wide_model(tmp_path_factory) -> Path:
     with torch.no_grad():
         for parameter in flow.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.01)
+    flow.quantize()
     path = tmp_path_factory.mktemp("wide") / "wide-rgb.safetensors"
     model_io.save_model(flow, path)
     return path
@@ -340,6 +345,56 @@ def test_thread_count_does_not_change_the_file(wide_model, wide_image, tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         digests.append(done.stdout.strip())
     assert len(set(digests)) == 1, digests
+
+
+_ISA_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+import numpy as np, torch
+threads, model, folder = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+torch.set_num_threads(threads)
+from idfcompress import codec
+from idfcompress.model_io import load_flow
+image = np.load(folder / "image.npy")
+pixels = codec.decode((folder / "file.idf").read_bytes()).pixels
+assert np.array_equal(pixels, image), "decoded pixels differ"
+net = load_flow(Path(model)).levels[0].layers[2].net
+x = torch.from_numpy(np.load(folder / "latents.npy"))
+exact = net(x).numpy().tobytes()
+net.quantized.fill_(False)  # the same weights as a plain float network
+floating = net(x).numpy().tobytes()
+print(hashlib.sha256(exact).hexdigest(), hashlib.sha256(floating).hexdigest())
+"""
+
+
+def test_files_decode_exactly_under_other_instruction_sets(wide_model, wide_image, tmp_path):
+    """A file made here decodes exactly in processes restricted to AVX2 or SSE4.1 (what older
+    CPUs run), with 1 and 2 threads; there the same network in float arithmetic does not
+    reproduce its outputs, so the restriction is real."""
+    data = codec.encode(
+        from_array(wide_image), model=str(wide_model), tile_size=64, allow_raw=False
+    )[0]
+    (tmp_path / "file.idf").write_bytes(data)
+    np.save(tmp_path / "image.npy", wide_image)
+    latents = torch.randint(-200, 200, (2, 6, 64, 64), generator=torch.Generator().manual_seed(1))
+    np.save(tmp_path / "latents.npy", latents.float().numpy())
+    results = {}
+    for isa, aten in (("DEFAULT", None), ("AVX2", "avx2"), ("SSE41", "default")):
+        for threads in (1, 2):
+            env = {**ENV, model_io.MODELS_ENV: str(wide_model.parent)}
+            if isa != "DEFAULT":
+                env |= {"ONEDNN_MAX_CPU_ISA": isa, "ATEN_CPU_CAPABILITY": aten}
+            done = subprocess.run(
+                [sys.executable, "-c", _ISA_SCRIPT, str(threads), str(wide_model), str(tmp_path)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, (isa, threads, done.stderr[-2000:])
+            results[isa, threads] = done.stdout.split()
+    assert len({exact for exact, _ in results.values()}) == 1, results
+    assert len({floating for _, floating in results.values()}) > 1, results
 
 
 def _idfc(*args: str, models: Path) -> subprocess.CompletedProcess:

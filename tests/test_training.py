@@ -10,6 +10,7 @@ import torch
 from conftest import TINY, smooth_image
 from PIL import Image
 
+import idfcompress as ic
 from idfcompress import model_io
 from idfcompress.config import ModelConfig
 from idfcompress.training import CropSampler, Trainer, TrainSettings, image_files, learning_rate
@@ -96,3 +97,71 @@ def test_learning_rate_warms_up_then_decays():
     rates = [learning_rate(s, i) for i in range(100)]
     assert rates[0] < rates[9] == pytest.approx(1.0)
     assert rates[-1] == pytest.approx(0.1, abs=0.01) and rates[50] < rates[10]
+
+
+def test_quantisation_aware_training_from_a_float_run_exports_an_exact_model(
+    tmp_path, photo_dirs, monkeypatch
+):
+    float_run = Trainer(ModelConfig(**TINY), _settings(tmp_path, *photo_dirs, steps=30, lr=3e-3))
+    float_run.run(progress=False)
+    assert not float_run.flow.quantized
+    qat = Trainer(
+        ModelConfig(**TINY),
+        _settings(
+            tmp_path,
+            *photo_dirs,
+            name="tiny-qat",
+            qat=True,
+            init_from=str(float_run.checkpoint),
+            steps=20,
+            lr=1e-3,
+        ),
+    )
+    assert qat.flow.quantized and qat.ema.quantized
+    start = qat.validate(None)
+    assert start < float_run.validate(None) * 1.05  # calibrated quantisation keeps the model
+    qat.run(progress=False)
+    weights = qat.export()
+    flow = model_io.load_flow(weights)  # checks the exactness bounds
+    assert flow.quantized
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["training"]["qat"] is True
+    monkeypatch.setenv(model_io.MODELS_ENV, str(weights.parent))
+    image = smooth_image(np.random.default_rng(2), 24, 40, 3)
+    data = ic.compress(image, model="tiny-qat", tile_size=16)
+    assert np.array_equal(ic.decompress(data), image)
+
+
+def test_export_of_a_float_run_quantises_it(tmp_path, photo_dirs):
+    trainer = Trainer(ModelConfig(**TINY), _settings(tmp_path, *photo_dirs, steps=2))
+    trainer.run(progress=False)
+    assert model_io.load_flow(trainer.export()).quantized
+
+
+def test_torchrun_trains_on_two_processes_and_resumes(tmp_path, photo_dirs):
+    """DistributedDataParallel over two CPU processes (gloo), as on several GPUs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train, val = photo_dirs
+    script = Path(__file__).parent.parent / "scripts" / "train.py"
+    common = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+              "--nproc-per-node", "2", str(script), "--name", "ddp", "--train", str(train),
+              "--val", str(val), "--out-dir", str(tmp_path / "runs"), "--models-dir",
+              str(tmp_path / "models"), "--batch", "2", "--crop", "16", "--warmup", "2",
+              "--validate-every", "2", "--val-images", "1", "--width", "8", "--prior-width",
+              "8", "--couplings-per-level", "2", "--threads", "1", "--device", "cpu"]  # fmt: skip
+    for steps, resumed in (("2", "resuming at step 0"), ("4", "resuming at step 2")):
+        done = subprocess.run(
+            [*common, "--steps", steps], capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"2 process(es), {resumed}" in done.stdout
+    log = [json.loads(x) for x in (tmp_path / "runs/ddp/log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and {r["processes"] for r in log} == {2}
+    state = torch.load(tmp_path / "runs/ddp/checkpoint.pt", weights_only=True)
+    assert len(json.loads(state["numpy_rng"])) == 2  # each process's crop sampler
+    flow = model_io.load_flow(tmp_path / "models/ddp.safetensors")
+    card = json.loads((tmp_path / "models/ddp.json").read_text())
+    assert flow.quantized and card["training"]["processes"] == 2

@@ -51,10 +51,19 @@ def _quantize(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
 
 
 def exact_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """A convolution that only multiplies and adds (no Winograd or FFT), padding k // 2."""
-    k = weight.shape[-1]
+    """A convolution that only multiplies and adds (no Winograd or FFT), padding k // 2.
+
+    On a CPU, PyTorch's oneDNN and native convolutions are direct (NNPACK is switched off by
+    the codec); on a GPU, cuDNN may pick Winograd or FFT, so unfold + matmul is used there.
+    """
     if not x.is_cuda:
-        return nn.functional.conv2d(x, weight, bias, padding=k // 2)
+        return nn.functional.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+    return unfold_conv2d(x, weight, bias)
+
+
+def unfold_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The same convolution as a matrix product over unfolded windows."""
+    k = weight.shape[-1]
     b, _, h, w = x.shape
     columns = nn.functional.unfold(x, k, padding=k // 2)  # (B, C*k*k, H*W)
     out = torch.matmul(weight.flatten(1), columns) + bias.view(1, -1, 1)

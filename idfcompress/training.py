@@ -153,6 +153,7 @@ class TrainSettings:
     out_dir: str = "runs"
     models_dir: str = "models"
     steps: int = 20000
+    minutes: float = 0.0  # > 0: a wall-clock budget; the schedule then follows elapsed time
     batch: int = 16
     crop: int = 64
     lr: float = 1e-3
@@ -184,10 +185,14 @@ def distributed_rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def learning_rate(settings: TrainSettings, step: int) -> float:
+def learning_rate(settings: TrainSettings, step: int, seconds: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``final_lr_fraction`` by
+    the last step, or by the end of the time budget when ``minutes`` is set."""
     if step < settings.warmup:
         return settings.lr * (step + 1) / settings.warmup
     progress = min(1.0, (step - settings.warmup) / max(1, settings.steps - settings.warmup))
+    if settings.minutes > 0:
+        progress = min(1.0, seconds / (60.0 * settings.minutes))
     floor = settings.final_lr_fraction
     return settings.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -221,6 +226,7 @@ class Trainer:
         self.val_files = image_files(settings.val)
         self.step = 0
         self.seconds = 0.0
+        self.lineage: dict = {}  # where the initial weights came from (--init-from)
         self.best_val: float | None = None
         self.checkpoint = self.run_dir / "checkpoint.pt"
         if self.checkpoint.exists():
@@ -238,7 +244,9 @@ class Trainer:
             )
 
     def _initialise(self, path: Path) -> None:
-        """Start from another run's weights (a checkpoint.pt or a .safetensors model)."""
+        """Start from another run's weights: a checkpoint.pt (its raw weights, which the
+        optimiser was tracking) or a .safetensors model."""
+        self.lineage = {"init_from": str(path)}
         if path.suffix == ".safetensors":
             from .model_io import load_flow
 
@@ -247,8 +255,14 @@ class Trainer:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             if saved["config"] != self.config.to_json():
                 raise ValueError(f"{path} was made with another model config")
-            better = saved.get("exported", "ema")
-            state = saved[better] if better in saved else saved["ema"]
+            state = saved["flow"]
+            self.lineage |= {
+                "init_steps": saved["step"],
+                "init_hours": round(saved["seconds"] / 3600, 3),
+            }
+            parent = json.loads(saved.get("lineage", "{}"))
+            if parent:
+                self.lineage["parent"] = parent
         self.flow.load_state_dict(state)
         self.ema.load_state_dict(state)
 
@@ -257,7 +271,7 @@ class Trainer:
         training crops; training then goes on quantisation-aware."""
         calibration = self.sampler.batch(max(16, self.settings.batch)).to(self.device)
         self.flow.quantize(calibration)
-        self.ema.load_state_dict(self.flow.state_dict())
+        self._sync_ema_buffers()  # the EMA keeps its own weights, on the same exponents
 
     def _state(self) -> dict:
         return {
@@ -269,6 +283,7 @@ class Trainer:
             "step": self.step,
             "seconds": self.seconds,
             "best_val": self.best_val,
+            "lineage": json.dumps(self.lineage),
             "numpy_rng": json.dumps(self._all_rng_states()),
             "torch_rng": torch.get_rng_state(),
         }
@@ -301,6 +316,7 @@ class Trainer:
         self.step = state["step"]
         self.seconds = state["seconds"]
         self.best_val = state["best_val"]
+        self.lineage = json.loads(state.get("lineage", "{}"))
         rng_states = json.loads(state["numpy_rng"])
         if isinstance(rng_states, dict):  # checkpoints of single-process runs before torchrun
             rng_states = [rng_states]
@@ -317,7 +333,7 @@ class Trainer:
     def train_step(self) -> float:
         self.flow.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.settings, self.step)
+            group["lr"] = learning_rate(self.settings, self.step, self.seconds)
         batch = self.sampler.batch(self.settings.batch).to(self.device)
         bits = self.model(batch)
         bpd = bits.mean() / batch[0].numel()
@@ -366,21 +382,23 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=settings.steps, initial=self.step, unit="step", dynamic_ncols=True)
-        while self.step < settings.steps:
+        budget = settings.minutes * 60 if settings.minutes > 0 else float("inf")
+        out_of_time = self.seconds >= budget
+        while self.step < settings.steps and not out_of_time:
             window.append(self.train_step())
             self.seconds = time.monotonic() - started
+            out_of_time = self._agree(self.seconds >= budget)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(bpd=f"{np.mean(window[-50:]):.3f}")
-            if self.rank == 0 and (
-                self.step % settings.validate_every == 0 or self.step == settings.steps
-            ):
+            last = self.step == settings.steps or out_of_time
+            if self.rank == 0 and (self.step % settings.validate_every == 0 or last):
                 val = self.validate(settings.val_images)
                 self.log(
                     {
                         "step": self.step,
                         "seconds": round(self.seconds, 1),
-                        "lr": learning_rate(settings, self.step),
+                        "lr": learning_rate(settings, self.step, self.seconds),
                         "train_bpd": float(np.mean(window)),
                         "val_bpd": val,
                         "val_file_bpsp": self.validate_files(settings.val_images),
@@ -396,7 +414,7 @@ class Trainer:
             bar.close()
 
     def _agree(self, decision: bool) -> bool:
-        """The first process's decision, on every process (they checkpoint together)."""
+        """The first process's decision, on every process (they checkpoint and stop together)."""
         if self.world == 1:
             return decision
         flag = torch.tensor([int(decision)], device=self.device)
@@ -449,7 +467,7 @@ class Trainer:
                 "lr": settings.lr,
                 "ema": settings.ema,
                 "qat": settings.qat,
-                "init_from": settings.init_from or None,
+                **self.lineage,
                 "weights_shipped": chosen,
                 "subset_val_bpsp": {k: round(v, 4) for k, v in scores.items()},
                 "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads, "

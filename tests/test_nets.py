@@ -117,3 +117,14 @@ def test_deterministic_exp_matches_libm():
     x = np.linspace(-700.0, 700.0, 100_001)
     assert np.max(np.abs(D._exp(x) / np.exp(x) - 1.0)) < 1e-15
     assert D._exp(np.array([-1000.0]))[0] >= 0.0 and np.isfinite(D._exp(np.array([1000.0]))[0])
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_the_gpu_formulation_gives_the_same_numbers(kernel):
+    """unfold + matmul (used on GPUs) against the CPU convolution, on integer operands within
+    the exactness bound: every value must agree bit for bit."""
+    g = torch.Generator().manual_seed(kernel)
+    x = torch.randint(0, 256, (2, 16, 12, 12), generator=g).float()
+    w = torch.randint(-127, 128, (8, 16, kernel, kernel), generator=g).float() * 2.0**-9
+    b = torch.randint(-5000, 5000, (8,), generator=g).float() * 2.0**-9
+    assert torch.equal(nets.unfold_conv2d(x, w, b), nets.exact_conv2d(x, w, b))

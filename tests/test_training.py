@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,17 +126,30 @@ def test_quantisation_aware_training_from_a_float_run_exports_an_exact_model(
     flow = model_io.load_flow(weights)  # checks the exactness bounds
     assert flow.quantized
     card = json.loads(weights.with_suffix(".json").read_text())
-    assert card["training"]["qat"] is True
+    assert card["training"]["qat"] is True and card["training"]["init_steps"] == 30
     monkeypatch.setenv(model_io.MODELS_ENV, str(weights.parent))
     image = smooth_image(np.random.default_rng(2), 24, 40, 3)
     data = ic.compress(image, model="tiny-qat", tile_size=16)
     assert np.array_equal(ic.decompress(data), image)
 
 
-def test_export_of_a_float_run_quantises_it(tmp_path, photo_dirs):
-    trainer = Trainer(ModelConfig(**TINY), _settings(tmp_path, *photo_dirs, steps=2))
+def test_export_of_a_float_run_quantises_it_and_keeps_the_ema(tmp_path, photo_dirs):
+    settings = _settings(tmp_path, *photo_dirs, steps=5, ema=0.5, lr=0.05)
+    trainer = Trainer(ModelConfig(**TINY), settings)
     trainer.run(progress=False)
-    assert model_io.load_flow(trainer.export()).quantized
+    ema_before = [p.clone() for p in trainer.ema.parameters()]
+    card = json.loads(trainer.export().with_suffix(".json").read_text())
+    assert trainer.flow.quantized and trainer.ema.quantized
+
+    def gap(a, b):
+        return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+    # the EMA copy was quantised on its own weights, not replaced by the raw ones
+    moved = gap(trainer.ema.parameters(), ema_before)
+    assert moved < gap(trainer.ema.parameters(), trainer.flow.parameters()) / 4
+    scores = card["training"]["subset_val_bpsp"]
+    assert scores["ema"] != scores["raw"]
+    assert model_io.load_flow(Path(tmp_path / "models/tiny.safetensors")).quantized
 
 
 def test_torchrun_trains_on_two_processes_and_resumes(tmp_path, photo_dirs):
@@ -165,3 +179,14 @@ def test_torchrun_trains_on_two_processes_and_resumes(tmp_path, photo_dirs):
     flow = model_io.load_flow(tmp_path / "models/ddp.safetensors")
     card = json.loads((tmp_path / "models/ddp.json").read_text())
     assert flow.quantized and card["training"]["processes"] == 2
+
+
+def test_a_time_budget_ends_the_run_and_drives_the_schedule(tmp_path, photo_dirs):
+    settings = _settings(tmp_path, *photo_dirs, steps=10**6, minutes=0.02, warmup=1)
+    trainer = Trainer(ModelConfig(**TINY), settings)
+    trainer.run(progress=False)
+    assert 1 < trainer.step < 10**6 and trainer.seconds >= 1.2
+    log = [json.loads(x) for x in (tmp_path / "runs/tiny/log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == trainer.step  # the last step is validated
+    assert learning_rate(settings, 5, 0.6) < learning_rate(settings, 5, 0.1)
+    assert learning_rate(settings, 5, 1.2) == pytest.approx(settings.lr * 0.05)

@@ -114,16 +114,15 @@ def make_tiny_flow(in_channels: int, seed: int) -> IntegerFlow:
     with torch.no_grad():
         for parameter in flow.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
+    flow.quantize()
     return flow.eval()
 
 
 def use_tiny_models(folder: Path) -> None:
-    """Save (if missing) two tiny random models in ``folder`` and make them the defaults."""
+    """Save two tiny random models in ``folder`` and make them the defaults."""
     folder.mkdir(parents=True, exist_ok=True)
     for channels, name in TINY_NAMES.items():
-        path = folder / f"{name}.safetensors"
-        if not path.exists():
-            model_io.save_model(make_tiny_flow(channels, seed=channels), path)
+        model_io.save_model(make_tiny_flow(channels, seed=channels), folder / f"{name}.safetensors")
     dirs = os.environ.get(model_io.MODELS_ENV, "")
     os.environ[model_io.MODELS_ENV] = os.pathsep.join(p for p in (str(folder), dirs) if p)
     model_io.DEFAULT_MODELS.update(TINY_NAMES)
@@ -711,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         files = ", ".join(f"{s.name} {len(s.data)} B" for s in corpus)
         print(f"corpus: {len(corpus)} files ({files}); models: {models}")
+        if not corpus:
+            sys.exit("fuzz: no corpus file could be made (see the lines above)")
         replay = "python scripts/fuzz.py" + (" --shipped" if args.shipped else "")
         if args.case is not None:
             case = make_case(args.seed, args.case, corpus)

@@ -129,18 +129,23 @@ class ConvNet(nn.Module):
     @torch.no_grad()
     def _exact(self, x: torch.Tensor) -> torch.Tensor:
         """The same numbers as :meth:`_fake_quantized`, with activations kept as integers
-        and the power-of-two scales folded into the weights."""
-        h = x.clamp(-INPUT_LIMIT, INPUT_LIMIT)
+        and the power-of-two scales folded into the weights.
+
+        Channels-last tensors make oneDNN's convolutions about twice as fast here; with exact
+        arithmetic the memory layout cannot change a result.
+        """
+        layout = torch.channels_last
+        h = x.clamp(-INPUT_LIMIT, INPUT_LIMIT).contiguous(memory_format=layout)
         bounds = self.input_bounds()
         last = len(self.convs) - 1
         for i, (conv, shift) in enumerate(zip(self.convs, self.shifts(), strict=True)):
             e_out = 0.0 if i == last else float(self.exponents[i])
             weight = _quantize(conv.weight, shift) * 2.0 ** (e_out - bounds[i][1])
             bias = _quantize(conv.bias, shift + bounds[i][1]) * 2.0**e_out
-            h = exact_conv2d(h, weight, bias)
+            h = exact_conv2d(h, weight.contiguous(memory_format=layout), bias)
             if i < last:
                 h = h.round_().clamp_(0.0, ACTIVATION_MAX)
-        return h
+        return h.contiguous()
 
     def update_shifts(self) -> None:
         for conv, shift, (amax, bits) in zip(

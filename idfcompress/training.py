@@ -379,9 +379,13 @@ class Trainer:
         window: list[float] = []
         bar = None
         if progress and self.rank == 0:
-            from tqdm import tqdm
-
-            bar = tqdm(total=settings.steps, initial=self.step, unit="step", dynamic_ncols=True)
+            try:
+                from tqdm import tqdm
+            except ImportError:  # the "train" extra; the log lines are written either way
+                print("no progress bar: pip install 'idfcompress[train]' for one")
+            else:
+                total = settings.steps
+                bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True)
         budget = settings.minutes * 60 if settings.minutes > 0 else float("inf")
         out_of_time = self.seconds >= budget
         while self.step < settings.steps and not out_of_time:

@@ -2,7 +2,7 @@
 # Set up .venv and run the linter and the whole test suite (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test,bench
+scripts/setup.sh test,bench,train
 export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

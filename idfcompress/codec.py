@@ -6,7 +6,6 @@ import functools
 import math
 import threading
 import weakref
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from . import container, entropy
+from . import container, deflate, entropy
 from .distributions import (
     PROB_TOTAL,
     logistic_tables,
@@ -35,7 +34,8 @@ MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with
 # with a 96-wide model): it refuses larger batches, a limit that grows with max_pixels.
 MAX_BATCH_PIXELS = 1 << 21
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
-RAW_KIND = 0
+RAW_KIND = 0  # a tile's core, deflate-coded (the fallback)
+MARGIN_KIND = 255  # the pixels of a tile outside its core, deflate-coded
 ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in float32
 
 Progress = Callable[[int, int], None]
@@ -84,7 +84,12 @@ _saved_flags = (True, True, False)
 
 @dataclass
 class EncodeStats:
-    """What an encode measured: real and ideal sizes, tiles coded by the fallback."""
+    """What an encode measured: real and ideal sizes, tiles coded by the fallback.
+
+    ``flow_bytes`` and ``ideal_bits`` cover the payloads of the flow-coded cores (real
+    size, and the model's ``-log2 P``) and every margin's deflate stream (its real size in
+    both); ``raw_tiles`` counts the cores stored by the deflate fallback.
+    """
 
     subpixels: int = 0
     file_bytes: int = 0
@@ -121,31 +126,61 @@ def tiles_of(height: int, width: int, size: int) -> list[Tile]:
     return tiles
 
 
-def _padded(tile: Tile, granularity: int) -> tuple[int, int]:
-    return tile.height + (-tile.height % granularity), tile.width + (-tile.width % granularity)
+def core_shape(tile: Tile, granularity: int) -> tuple[int, int]:
+    """(height, width) of the tile's core, the part the flow codes: its sides rounded down
+    to multiples of ``granularity``; (0, 0) when either side is shorter."""
+    h, w = tile.height - tile.height % granularity, tile.width - tile.width % granularity
+    return (h, w) if h and w else (0, 0)
+
+
+def margin_shapes(tile: Tile, granularity: int, channels: int) -> list[tuple[int, int, int]]:
+    """Shapes of the tile's margin regions (right of the core, then below it); [] when the
+    core is the whole tile."""
+    hc, wc = core_shape(tile, granularity)
+    if (hc, wc) == (tile.height, tile.width):
+        return []
+    return [(hc, tile.width - wc, channels), (tile.height - hc, tile.width, channels)]
+
+
+def _margins(plane: np.ndarray, tile: Tile, granularity: int) -> list[np.ndarray]:
+    hc, wc = core_shape(tile, granularity)
+    part = plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+    return [part[:hc, wc:], part[hc:]]
+
+
+def _put_margins(
+    plane: np.ndarray, tile: Tile, granularity: int, regions: list[np.ndarray]
+) -> None:
+    hc, wc = core_shape(tile, granularity)
+    part = plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+    part[:hc, wc:], part[hc:] = regions
+
+
+def _core(plane: np.ndarray, tile: Tile, granularity: int) -> np.ndarray:
+    hc, wc = core_shape(tile, granularity)
+    return plane[tile.y : tile.y + hc, tile.x : tile.x + wc]
 
 
 def tile_batches(tiles: list[Tile], granularity: int) -> Iterator[list[Tile]]:
-    """Tiles grouped by padded shape (in order of first appearance), TILE_BATCH at a time.
+    """Tiles with a core, grouped by core shape (in order of first appearance), TILE_BATCH
+    at a time.
 
     Encoder and decoder batch identically so that both run the same computations.
     """
     by_shape: dict[tuple[int, int], list[Tile]] = {}
     for tile in tiles:
-        by_shape.setdefault(_padded(tile, granularity), []).append(tile)
+        shape = core_shape(tile, granularity)
+        if shape[0]:
+            by_shape.setdefault(shape, []).append(tile)
     for group in by_shape.values():
         for start in range(0, len(group), TILE_BATCH):
             yield group[start : start + TILE_BATCH]
 
 
 def _tile_tensor(plane: np.ndarray, tiles: list[Tile], granularity: int) -> torch.Tensor:
-    """(B, C, H, W) float tensor of the tiles, edge-replicated to the padded shape."""
-    ph, pw = _padded(tiles[0], granularity)
-    out = np.empty((len(tiles), ph, pw, plane.shape[2]), dtype=np.uint8)
-    for i, t in enumerate(tiles):
-        part = plane[t.y : t.y + t.height, t.x : t.x + t.width]
-        out[i] = np.pad(part, ((0, ph - t.height), (0, pw - t.width), (0, 0)), mode="edge")
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+    """(B, C, H, W) float tensor of the tiles' cores (all of one shape)."""
+    cores = np.stack([_core(plane, t, granularity) for t in tiles])
+    return torch.from_numpy(cores).permute(0, 3, 1, 2).float()
 
 
 @lru_cache(maxsize=1)
@@ -183,7 +218,7 @@ def _first_stage_floor(flow: IntegerFlow) -> float:
     That is -log2 of the heaviest weight of the mixture tables, less 0.006 bit for the
     coder's rounding; 0 when nothing is left. A first-stage payload shorter than this many
     bits per latent (plus the coder's 64-bit state) cannot come from an encoder: such a
-    chunk is refused before anything is allocated for the image (:func:`_check_first_stages`).
+    chunk is refused before anything is allocated for the image (:func:`_check_tiles`).
     """
     key = flow
     if key not in _first_stage_floor_cache:
@@ -253,10 +288,22 @@ def _encode_group(
 ) -> list[container.Chunk]:
     flow = loaded.flow
     stages = flow.config.stages
+    side = flow.config.granularity
     tiles = tiles_of(plane.shape[0], plane.shape[1], tile_size)
     chunks: list[container.Chunk] = []
-    for batch in tile_batches(tiles, flow.config.granularity):
-        x = _tile_tensor(plane, batch, flow.config.granularity)
+    for tile in tiles:
+        stats.tiles += 1
+        if margin_shapes(tile, side, plane.shape[2]):
+            payload = deflate.encode_regions(_margins(plane, tile, side))
+            chunks.append(container.Chunk(0, MARGIN_KIND, tile.index, payload))
+            stats.flow_bytes += len(payload)
+            stats.ideal_bits += 8 * len(payload)
+        if not core_shape(tile, side)[0]:
+            done[0] += 1
+            if progress:
+                progress(done[0], total)
+    for batch in tile_batches(tiles, side):
+        x = _tile_tensor(plane, batch, side)
         latents = flow.latents(x)
         staged = StagedInverse(flow, x.shape[0], x.shape[2], x.shape[3])
         payloads: list[list[bytes]] = [[] for _ in batch]
@@ -279,14 +326,8 @@ def _encode_group(
         if not torch.equal(staged.pixels(), x):
             raise ModelError(f"model {loaded.name} does not invert exactly on this machine")
         for i, tile in enumerate(batch):
-            raw = zlib.compress(
-                np.ascontiguousarray(
-                    plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
-                ).tobytes(),
-                9,
-            )
+            raw = deflate.encode_regions([_core(plane, tile, side)])
             flow_size = sum(map(len, payloads[i]))
-            stats.tiles += 1
             if allow_raw and len(raw) < flow_size:
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
                 stats.raw_tiles += 1
@@ -302,7 +343,7 @@ def _encode_group(
 
 
 def _stream_order(chunk: container.Chunk, stages: dict[int, int]) -> tuple[int, int, int]:
-    rank = 0 if chunk.kind == RAW_KIND else stages[chunk.group] - chunk.kind
+    rank = 0 if chunk.kind in (RAW_KIND, MARGIN_KIND) else stages[chunk.group] - chunk.kind
     return (rank, chunk.group, chunk.tile)
 
 
@@ -405,15 +446,21 @@ class _BatchDecoder:
         self.batch = batch
         self.entries = entries
         self.stages = flow.config.stages
+        side = flow.config.granularity
         self.raw = [(g, t.index, RAW_KIND) in entries for t in batch]
         self.raw_latents: list[torch.Tensor] | None = None
         for i, tile in enumerate(batch):
             if self.raw[i]:
-                _decode_raw(data, entries[(g, tile.index, RAW_KIND)], tile, plane)
+                core = _decode_deflate(
+                    data,
+                    entries[(g, tile.index, RAW_KIND)],
+                    tile,
+                    [(*core_shape(tile, side), plane.shape[2])],
+                )
+                _core(plane, tile, side)[...] = core[0]
         if any(self.raw):
-            self.raw_latents = flow.latents(_tile_tensor(plane, batch, flow.config.granularity))
-        ph, pw = _padded(batch[0], flow.config.granularity)
-        self.staged = StagedInverse(flow, len(batch), ph, pw)
+            self.raw_latents = flow.latents(_tile_tensor(plane, batch, side))
+        self.staged = StagedInverse(flow, len(batch), *core_shape(batch[0], side))
 
     @property
     def all_raw(self) -> bool:
@@ -456,7 +503,8 @@ class _BatchDecoder:
 
     @torch.no_grad()
     def write_pixels(self, staged: StagedInverse, plane: np.ndarray, exact: bool = True) -> None:
-        """Crop the flow tiles of a complete ``staged`` into ``plane`` (raw tiles are there).
+        """Put the flow-coded cores of a complete ``staged`` into ``plane`` (raw cores and
+        margins are there already).
 
         ``exact``: out-of-range pixels mean corrupt data; otherwise (a preview) they are
         clipped to 0..255.
@@ -465,15 +513,13 @@ class _BatchDecoder:
         for i, tile in enumerate(self.batch):
             if self.raw[i]:
                 continue
-            part = pixels[i, : tile.height, : tile.width]
+            part = pixels[i]
             if exact:
                 if not np.isfinite(part).all() or part.min() < 0 or part.max() > 255:
                     raise CorruptFile("corrupt data: decoded pixels out of range")
             else:
                 part = np.clip(np.nan_to_num(part), 0, 255)
-            plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = part.astype(
-                np.uint8
-            )
+            _core(plane, tile, self.flow.config.granularity)[...] = part.astype(np.uint8)
 
 
 def _group_plane(header: container.Header, g: int, out: np.ndarray) -> np.ndarray:
@@ -489,11 +535,20 @@ def _batch_decoders(
     entries: dict[tuple[int, int, int], container.ChunkEntry],
     out: np.ndarray,
 ) -> Iterator[_BatchDecoder]:
-    """The batches of plane group ``g``, in coding order, each ready for its first stage."""
+    """The batches of plane group ``g``, in coding order, each ready for its first stage.
+
+    The tiles' margins are decoded into ``out`` first (they come with the first stage).
+    """
     flow = _model_for(header.groups[g]).flow
     plane = _group_plane(header, g, out)
+    side = flow.config.granularity
     tiles = tiles_of(header.height, header.width, header.tile_size)
-    for batch in tile_batches(tiles, flow.config.granularity):
+    for tile in tiles:
+        shapes = margin_shapes(tile, side, plane.shape[2])
+        if shapes:
+            entry = entries[(g, tile.index, MARGIN_KIND)]  # present: checked by _decode_plan
+            _put_margins(plane, tile, side, _decode_deflate(data, entry, tile, shapes))
+    for batch in tile_batches(tiles, side):
         yield _BatchDecoder(data, flow, g, batch, entries, plane)
 
 
@@ -511,21 +566,18 @@ def _decode_group(
         decoder.write_pixels(decoder.staged, plane)
 
 
-def _decode_raw(
-    data: bytes | memoryview, entry: container.ChunkEntry, tile: Tile, plane: np.ndarray
-) -> None:
-    expected = tile.height * tile.width * plane.shape[2]
+def _decode_deflate(
+    data: bytes | memoryview,
+    entry: container.ChunkEntry,
+    tile: Tile,
+    shapes: list[tuple[int, int, int]],
+) -> list[np.ndarray]:
+    """The regions of a deflate chunk (a raw core or a margin) of ``tile``."""
+    what = "raw core" if entry.kind == RAW_KIND else "margin"
     try:
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(bytes(container.payload(data, entry)), expected)
-        complete = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
-    except zlib.error:
-        raise CorruptFile(f"corrupt raw tile {tile.index}") from None
-    if len(raw) != expected or not complete:
-        raise CorruptFile(f"raw tile {tile.index} has the wrong size")
-    plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] = np.frombuffer(
-        raw, np.uint8
-    ).reshape(tile.height, tile.width, plane.shape[2])
+        return deflate.decode_regions(container.payload(data, entry), shapes)
+    except CorruptFile as exc:
+        raise CorruptFile(f"corrupt {what} of tile {tile.index}: {exc}") from None
 
 
 def _check_chunks(
@@ -540,28 +592,43 @@ def _check_chunks(
     return entries
 
 
-def _check_first_stages(
+def _check_tiles(
     header: container.Header, entries: dict[tuple[int, int, int], container.ChunkEntry]
 ) -> None:
-    """Refuse first-stage chunks too short for their tile (forged sizes), see _first_stage_floor."""
-    tiles_x = header.tile_grid[1]
-    size = header.tile_size
+    """Every tile has the chunks its core and margin need and no others; first-stage chunks
+    are long enough for their cores (forged sizes, see :func:`_first_stage_floor`)."""
+    tiles = tiles_of(header.height, header.width, header.tile_size)
     for g, group in enumerate(header.groups):
         flow = _model_for(group).flow
-        floor, kind, side = _first_stage_floor(flow), flow.config.stages, flow.config.granularity
-        if floor == 0:
-            continue
-        for (gg, index, k), entry in entries.items():
-            if gg != g or k != kind:
+        floor, first, side = _first_stage_floor(flow), flow.config.stages, flow.config.granularity
+        stage_kinds = set(range(1, first + 1))
+        kinds: dict[int, set[int]] = {}
+        for gg, index, kind in entries:
+            if gg == g:
+                kinds.setdefault(index, set()).add(kind)
+        for tile in tiles:
+            have = kinds.get(tile.index, set())
+            hc, wc = core_shape(tile, side)
+            has_margin = bool(margin_shapes(tile, side, group.channels))
+            if has_margin != (MARGIN_KIND in have):
+                word = "lacks its" if has_margin else "has an unexpected"
+                raise CorruptFile(f"corrupt .idf file: tile {tile.index} {word} margin chunk")
+            if not hc and have - {MARGIN_KIND}:
+                raise CorruptFile(
+                    f"corrupt .idf file: tile {tile.index} is too small for the flow "
+                    "but has flow or raw chunks"
+                )
+            if hc and RAW_KIND not in have and not stage_kinds <= have:
+                missing = min(stage_kinds - have)
+                raise CorruptFile(f"corrupt .idf file: tile {tile.index} lacks stage {missing}")
+            entry = entries.get((g, tile.index, first))
+            if entry is None or floor == 0 or RAW_KIND in have:
                 continue
-            ty, tx = divmod(index, tiles_x)
-            height = min(size, header.height - ty * size)
-            width = min(size, header.width - tx * size)
-            symbols = flow.mixture_channels * -(-height // side) * -(-width // side)
+            symbols = flow.mixture_channels * (hc // side) * (wc // side)
             if 8 * entry.length + 64 < floor * symbols:
                 raise CorruptFile(
-                    f"corrupt .idf file: the first stage of tile {index} is too short "
-                    f"for a {width}x{height} tile"
+                    f"corrupt .idf file: the first stage of tile {tile.index} is too short "
+                    f"for a {wc}x{hc} core"
                 )
 
 
@@ -590,7 +657,7 @@ def _decode_plan(
             raise CorruptFile(
                 f"plane group {g} has chunks for {len(tiles_here)} of {expected_tiles} tiles"
             )
-    _check_first_stages(header, entries)
+    _check_tiles(header, entries)
     return entries
 
 

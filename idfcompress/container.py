@@ -39,12 +39,12 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}
 
-#: Arithmetic ids known to format version 2 (2 = integer networks carried exactly in float32).
+#: Arithmetic ids known to format version 3 (2 = integer networks carried exactly in float32).
 ARITHMETICS: dict[int, str] = {2: "exact-int24"}
 
 _MODE_BY_ID = {v: k for k, v in MODES.items()}
@@ -89,7 +89,7 @@ class PlaneGroup:
     in the interleaved pixel layout of the header's mode; ``model_name`` is the model's
     ASCII name (1..64 characters of ``[A-Za-z0-9._-]``) and ``model_sha256`` the 32-byte
     SHA-256 of its weights file; ``arithmetic`` says how priors were computed
-    (2 = exact-int24, the only id of format version 2).
+    (2 = exact-int24, the only id of format version 3).
     """
 
     channels: int

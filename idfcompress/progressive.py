@@ -220,9 +220,9 @@ def _stage_ends(
 ) -> list[int]:
     """For each progressive stage k = 1.., the file prefix holding every chunk it needs.
 
-    Stage k needs, for every tile of every group, the raw chunk or the flow stages
-    0..k-1 (coarsest first), i.e. kinds S..S-k+1. Chunks the decoder would not use (a flow
-    chunk beside a raw one) are ignored, as by the exact decoder.
+    Stage k needs, for every tile of every group, its margin chunk, and its raw chunk or
+    the flow stages 0..k-1 (coarsest first), i.e. kinds S..S-k+1. Chunks the decoder would
+    not use (a flow chunk beside a raw one) are ignored, as by the exact decoder.
     """
     ends: list[int] = []
 
@@ -233,10 +233,15 @@ def _stage_ends(
 
     for g, count in enumerate(stages):
         for t in range(header.tile_count):
+            margin = entries.get((g, t, codec.MARGIN_KIND))
+            if margin is not None:
+                need(0, margin)
             raw = entries.get((g, t, codec.RAW_KIND))
             if raw is not None:
                 need(0, raw)
                 continue
+            if (g, t, count) not in entries:
+                continue  # a tile too small for the flow (codec._check_tiles): all margin
             for s in range(count):
                 entry = entries.get((g, t, count - s))
                 if entry is None:

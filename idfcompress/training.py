@@ -46,15 +46,7 @@ def load_pixels(path: Path, channels: int) -> np.ndarray:
 class CropSampler:
     """Random crops with flips from images held in memory, drawn in proportion to area."""
 
-    def __init__(
-        self,
-        files: Sequence[Path],
-        channels: int,
-        crop: int,
-        seed: int,
-        pad_fraction: float = 0.0,
-        max_pad: int = 7,
-    ):
+    def __init__(self, files: Sequence[Path], channels: int, crop: int, seed: int):
         self.images = [
             a for a in (load_pixels(f, channels) for f in files) if min(a.shape[:2]) >= crop
         ]
@@ -63,8 +55,6 @@ class CropSampler:
         areas = np.array([a.shape[0] * a.shape[1] for a in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.crop = crop
-        self.pad_fraction = pad_fraction
-        self.max_pad = max_pad
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -75,50 +65,36 @@ class CropSampler:
         crops = []
         for index in self.rng.choice(len(self.images), size=size, p=self.weights):
             image = self.images[index]
-            pad_y = pad_x = 0
-            if self.pad_fraction and self.rng.random() < self.pad_fraction:
-                # teach the model the edge-replicated padding the codec adds to tile borders
-                pad_y, pad_x = self.rng.integers(0, self.max_pad + 1, size=2)
-            h, w = self.crop - pad_y, self.crop - pad_x
-            y = self.rng.integers(0, image.shape[0] - h + 1)
-            x = self.rng.integers(0, image.shape[1] - w + 1)
-            patch = image[y : y + h, x : x + w]
-            if pad_y or pad_x:
-                patch = np.pad(patch, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
+            y = self.rng.integers(0, image.shape[0] - self.crop + 1)
+            x = self.rng.integers(0, image.shape[1] - self.crop + 1)
+            patch = image[y : y + self.crop, x : x + self.crop]
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             crops.append(patch.transpose(2, 0, 1))
         return torch.from_numpy(np.ascontiguousarray(np.stack(crops))).float()
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Edge-replicate (B, C, H, W) so that H and W are multiples of ``multiple``."""
-    pad_h = -x.shape[2] % multiple
-    pad_w = -x.shape[3] % multiple
-    if pad_h or pad_w:
-        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x
-
-
 @torch.no_grad()
 def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
-    """Ideal bits per subpixel of whole images (tiled, padded), over the original subpixels."""
+    """Bits per subpixel of whole images tiled as the codec tiles them: the model's ideal
+    bits for the tiles' cores plus the real size of their deflate-coded margins."""
+    from .codec import core_shape, tiles_of
+    from .deflate import encode_regions
+
     flow.eval()
     bits = 0.0
     subpixels = 0
     for path in files:
-        pixels = torch.from_numpy(
-            load_pixels(path, flow.config.in_channels).transpose(2, 0, 1).copy()
-        )
-        pixels = pixels.float().unsqueeze(0)
-        _, c, h, w = pixels.shape
-        subpixels += c * h * w
-        for y in range(0, h, tile):
-            for x in range(0, w, tile):
-                part = pad_to_multiple(
-                    pixels[:, :, y : y + tile, x : x + tile], flow.config.granularity
-                )
-                bits += float(flow.nll_bits(part).sum())
+        pixels = load_pixels(path, flow.config.in_channels)
+        subpixels += pixels.size
+        for t in tiles_of(pixels.shape[0], pixels.shape[1], tile):
+            part = pixels[t.y : t.y + t.height, t.x : t.x + t.width]
+            hc, wc = core_shape(t, flow.config.granularity)
+            if (hc, wc) != part.shape[:2]:
+                bits += 8 * len(encode_regions([part[:hc, wc:], part[hc:]]))
+            if hc:
+                core = torch.from_numpy(part[:hc, :wc].transpose(2, 0, 1).copy())
+                bits += float(flow.nll_bits(core.float().unsqueeze(0)).sum())
     return bits / max(subpixels, 1)
 
 
@@ -164,7 +140,6 @@ class TrainSettings:
     checkpoint_minutes: float = 5.0
     validate_every: int = 1000
     val_images: int = 8
-    pad_fraction: float = 0.0
     qat: bool = False
     init_from: str = ""
     device: str = "auto"
@@ -222,8 +197,6 @@ class Trainer:
             config.in_channels,
             settings.crop,
             settings.seed + self.rank,  # each process draws its own crops
-            settings.pad_fraction,
-            config.granularity - 1,
         )
         self.val_files = image_files(settings.val)
         self.step = 0

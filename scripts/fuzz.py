@@ -41,8 +41,9 @@ Mutation kinds (one per random case, chosen by weight):
 Before the random cases, every prefix of every corpus file of at most ``--sweep-bytes`` bytes
 is decoded (``truncate-all``), and each must be an ``IdfError``.
 
-The corpus: small .idf files (RGB flow tiles, RGB with raw tiles, L, LA, RGBA with an ICC
-profile, a palette image) made with two tiny random models that this script creates (in
+The corpus: small .idf files (RGB flow tiles, RGB with raw tiles, RGB tiles with margins,
+L and LA with tiles that are all margin, RGBA with an ICC profile, a palette image) made
+with two tiny random models that this script creates (in
 ``--model-dir``, or a temporary folder), or with the shipped models (``--shipped``).
 """
 
@@ -136,7 +137,7 @@ def smooth(rng: np.random.Generator, height: int, width: int, channels: int) -> 
 
 
 def build_corpus(seed: int = 0) -> list[Sample]:
-    """Small .idf files covering every plane layout, raw and flow tiles, metadata."""
+    """Small .idf files covering every plane layout, raw cores, flow cores, margins, metadata."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -156,6 +157,7 @@ def build_corpus(seed: int = 0) -> list[Sample]:
     add("rgb-mixed", from_array(mixed), 16)
     add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, allow_raw=False)
     add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, allow_raw=False)
+    add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16, allow_raw=False)
     add("la-raw", from_array(rng.integers(0, 256, (12, 12, 2), dtype=np.uint8)), 8)
     rgba = from_array(np.concatenate([smooth(rng, 16, 24, 3), smooth(rng, 16, 24, 1)], axis=2))
     rgba.metadata["ICCP"] = bytes(rng.integers(0, 256, 40, dtype=np.uint8))

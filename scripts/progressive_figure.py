@@ -60,7 +60,7 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
     raw = {e.tile for e in table if e.kind == codec.RAW_KIND}
     per_stage = {}
     for e in table:
-        if e.kind != codec.RAW_KIND:
+        if e.kind not in (codec.RAW_KIND, codec.MARGIN_KIND):
             per_stage[e.tile] = per_stage.get(e.tile, 0) + e.length
     plane = image[:, :, group.first_channel : group.first_channel + group.channels]
     tiles = codec.tiles_of(header.height, header.width, header.tile_size)

@@ -200,9 +200,16 @@ def test_raw_tiles_with_bad_deflate_are_corrupt(tiny_models, rng):
     image = rng.integers(0, 256, (16, 16), dtype=np.uint8)
     data = ic.compress(image)
     assert ic.info(data)["raw_tiles"] == 1
-    for payload in (zlib.compress(b"short"), b"not deflate", zlib.compress(image.tobytes() + b"x")):
+    for payload in (
+        b"\0" + zlib.compress(b"short"),
+        b"\0not deflate",
+        b"\0" + zlib.compress(image.tobytes() + b"x"),
+        b"\7" + zlib.compress(image.tobytes()),
+    ):
         with pytest.raises(CorruptFile):
             ic.decompress(_rewrite_payload(data, 0, lambda _p, payload=payload: payload))
+    unfiltered = b"\0" + zlib.compress(image.tobytes())  # any valid payload decodes
+    assert np.array_equal(ic.decompress(_rewrite_payload(data, 0, lambda _p: unfiltered)), image)
 
 
 def test_chunk_order_puts_coarsest_stage_first(tiny_models, rng):
@@ -213,14 +220,59 @@ def test_chunk_order_puts_coarsest_stage_first(tiny_models, rng):
     assert max(kinds) == model_io.load_model("tiny-rgb").flow.config.stages
 
 
-def test_tiles_batch_by_shape():
-    tiles = codec.tiles_of(20, 40, 16)
+def test_tiles_batch_by_core_shape():
+    tiles = codec.tiles_of(20, 44, 16)  # tile rows of 16 and 4 px, columns of 16, 16, 12
     batches = list(codec.tile_batches(tiles, 8))
-    assert sorted(t.index for b in batches for t in b) == list(range(len(tiles)))
+    assert sorted(t.index for b in batches for t in b) == [0, 1, 2]  # 4 px rows have no core
+    assert [codec.core_shape(t, 8) for t in tiles] == [(16, 16), (16, 16), (16, 8)] + [(0, 0)] * 3
     for batch in batches:
-        assert len({codec._padded(t, 8) for t in batch}) == 1
+        assert len({codec.core_shape(t, 8) for t in batch}) == 1
+    assert codec.margin_shapes(tiles[0], 8, 3) == []
+    assert codec.margin_shapes(tiles[2], 8, 3) == [(16, 4, 3), (0, 12, 3)]
+    assert codec.margin_shapes(tiles[3], 8, 1) == [(0, 16, 1), (4, 16, 1)]
 
 
 def test_struct_of_header_starts_with_magic(small_file):
     assert small_file.startswith(container.MAGIC)
     assert struct.unpack_from("<H", small_file, 8)[0] == container.FORMAT_VERSION
+
+
+@pytest.mark.parametrize("height,width", [(41, 27), (7, 30), (30, 7), (9, 9), (1, 1), (17, 33)])
+def test_tile_margins_round_trip_and_skip_the_flow(tiny_models, rng, height, width):
+    image = smooth_image(rng, height, width, 3)
+    data, stats = ic.compress_with_stats(image, tile_size=16, allow_raw=False)
+    assert np.array_equal(ic.decompress(data), image)
+    _, entries = container.read_header(data)
+    margins = [e for e in entries if e.kind == codec.MARGIN_KIND]
+    tiles = codec.tiles_of(height, width, 16)
+    assert len(margins) == sum(1 for t in tiles if codec.margin_shapes(t, 8, 3))
+    assert stats.raw_tiles == 0
+
+
+def _drop_or_add_margin(data: bytes, add: bool) -> bytes:
+    header, pairs = container.read(data)
+    chunks = [
+        container.Chunk(e.group, e.kind, e.tile, bytes(p))
+        for e, p in pairs
+        if add or e.kind != codec.MARGIN_KIND
+    ]
+    if add:
+        chunks.append(container.Chunk(0, codec.MARGIN_KIND, 0, zlib.compress(b"")))
+    return container.write(header, chunks)
+
+
+def test_missing_extra_or_corrupt_margins_are_refused(tiny_models, rng):
+    odd = ic.compress_with_stats(smooth_image(rng, 23, 21, 3), tile_size=32, allow_raw=False)[0]
+    with pytest.raises(CorruptFile, match="lacks its margin"):
+        ic.decompress(_drop_or_add_margin(odd, add=False))
+    even = ic.compress_with_stats(smooth_image(rng, 16, 16, 3), tile_size=16, allow_raw=False)[0]
+    with pytest.raises(CorruptFile, match="unexpected margin"):
+        ic.decompress(_drop_or_add_margin(even, add=True))
+    header, pairs = container.read(odd)
+    index = next(i for i, (e, _) in enumerate(pairs) if e.kind == codec.MARGIN_KIND)
+    with pytest.raises(CorruptFile, match="margin of tile"):
+        ic.decompress(
+            _rewrite_payload(
+                odd, index, lambda p: p[:1] + zlib.compress(zlib.decompress(p[1:])[1:])
+            )
+        )

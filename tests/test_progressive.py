@@ -171,6 +171,20 @@ def test_raw_tiles_are_exact_from_the_first_stage(tiny_models):
     assert len(only) == 1 and only[0].exact and np.array_equal(only[0].pixels, noise)
 
 
+def test_margins_are_exact_from_the_first_stage(tiny_models):
+    image = smooth_image(np.random.default_rng(6), 45, 29, 3)  # 5 and 5 px of margin
+    stages = list(decode_progressive(encode(image, tile=32, allow_raw=False)))
+    assert len(stages) == STAGES and not stages[0].exact
+    assert np.array_equal(stages[0].pixels[40:], image[40:])
+    assert np.array_equal(stages[0].pixels[:32, 24:29], image[:32, 24:29])
+    assert not np.array_equal(stages[0].pixels[:40, :24], image[:40, :24])
+    assert np.array_equal(stages[-1].pixels, image)
+    # An image smaller than the flow's granularity is all margin: one exact stage.
+    tiny = smooth_image(np.random.default_rng(7), 5, 7, 3)
+    only = list(decode_progressive(ic.compress(tiny)))
+    assert len(only) == 1 and only[0].exact and np.array_equal(only[0].pixels, tiny)
+
+
 @pytest.mark.parametrize("channels", [1, 2, 4])
 def test_other_modes_and_plane_groups(tiny_models, channels):
     image = smooth_image(np.random.default_rng(channels), 24, 40, channels)

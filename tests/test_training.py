@@ -43,7 +43,6 @@ def _settings(tmp_path, train, val, **kw) -> TrainSettings:
         validate_every=2,
         val_images=1,
         checkpoint_minutes=1e9,
-        pad_fraction=0.5,
     )
     base.update(kw)
     return TrainSettings(**base)
@@ -84,8 +83,8 @@ def test_training_lowers_the_loss_and_exports(tmp_path, photo_dirs):
     assert flow.config == trainer.config
 
 
-def test_crops_have_the_requested_shape_and_padding(photo_dirs):
-    sampler = CropSampler(image_files([photo_dirs[0]]), 1, 16, seed=0, pad_fraction=1.0, max_pad=7)
+def test_crops_have_the_requested_shape(photo_dirs):
+    sampler = CropSampler(image_files([photo_dirs[0]]), 1, 16, seed=0)
     batch = sampler.batch(8)
     assert batch.shape == (8, 1, 16, 16)
     assert batch.min() >= 0 and batch.max() <= 255
@@ -190,3 +189,23 @@ def test_a_time_budget_ends_the_run_and_drives_the_schedule(tmp_path, photo_dirs
     assert log[-1]["step"] == trainer.step  # the last step is validated
     assert learning_rate(settings, 5, 0.6) < learning_rate(settings, 5, 0.1)
     assert learning_rate(settings, 5, 1.2) == pytest.approx(settings.lr * 0.05)
+
+
+def test_validation_measures_what_the_codec_codes(tmp_path, rng):
+    """Validation bits = the codec's ideal bits: flow on the tiles' cores plus the real
+    deflate size of their margins (a 45x29 image has margins in every tile)."""
+    from conftest import make_tiny_flow
+
+    from idfcompress import codec
+    from idfcompress.imageio import from_array
+    from idfcompress.model_io import LoadedModel
+    from idfcompress.training import validation_bits
+
+    pixels = smooth_image(rng, 29, 45, 3)
+    Image.fromarray(pixels).save(tmp_path / "v.png")
+    flow = make_tiny_flow(3)
+    loaded = LoadedModel("v", bytes(32), flow)
+    _, stats = codec.encode(from_array(pixels), model=loaded, tile_size=16, allow_raw=False)
+    assert stats.ideal_bits > 0
+    expected = stats.ideal_bits / pixels.size
+    assert validation_bits(flow, [tmp_path / "v.png"], tile=16) == pytest.approx(expected, rel=1e-6)

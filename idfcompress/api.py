@@ -93,6 +93,7 @@ def info(data: bytes | memoryview) -> dict[str, Any]:
         "metadata": {tag: len(value) for tag, value in header.metadata.items()},
         "chunks": len(chunks),
         "raw_tiles": sum(1 for c in chunks if c.kind == codec.RAW_KIND),
+        "margins": sum(1 for c in chunks if c.kind == codec.MARGIN_KIND),
         "payload_bytes": sum(c.length for c in chunks),
         "pixel_sha256": header.pixel_sha256.hex(),
     }

@@ -341,9 +341,9 @@ def compress(
         if verbose:
             click.echo(
                 f"  {stats.bits_per_subpixel:.4f} bits/subpixel; "
-                f"flow streams {8 * stats.flow_bytes} bits vs "
+                f"streams (flow, margins) {8 * stats.flow_bytes} bits vs "
                 f"ideal {stats.ideal_bits:.0f} ({100 * stats.overhead:+.3f} %); "
-                f"{stats.raw_tiles}/{stats.tiles} tiles stored raw; "
+                f"{stats.raw_tiles}/{stats.tiles} tile cores stored raw; "
                 f"{image.width * image.height / 1e6 / seconds:.2f} MP/s",
                 err=True,
             )
@@ -571,7 +571,7 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  bytes     {len(data)} ({8 * len(data) / subpixels:.3f} bits/subpixel)")
         click.echo(
             f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
-            f"{fields['raw_tiles']} stored raw"
+            f"{fields['raw_tiles']} cores stored raw, {fields['margins']} margins"
         )
         for g in fields["groups"]:
             click.echo(

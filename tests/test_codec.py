@@ -246,6 +246,7 @@ def test_tile_margins_round_trip_and_skip_the_flow(tiny_models, rng, height, wid
     margins = [e for e in entries if e.kind == codec.MARGIN_KIND]
     tiles = codec.tiles_of(height, width, 16)
     assert len(margins) == sum(1 for t in tiles if codec.margin_shapes(t, 8, 3))
+    assert ic.info(data)["margins"] == len(margins)
     assert stats.raw_tiles == 0
 
 

@@ -3,12 +3,14 @@
 
 Float training, then quantisation-aware fine-tuning to exact integer arithmetic (every
 exported model is quantised; --qat true trains with the quantised networks from the start or
-from --init-from):
-  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name idf-rgb-s3 --steps 15000 \
-      --pad-fraction 0.25 --train ../shared/data/train/rgb \
+from --init-from, a checkpoint or a .safetensors model):
+  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name my-rgb --steps 15000 \
+      --train ../shared/data/train/rgb \
       --val ../shared/data/val/rgb/mcmaster ../shared/data/val/rgb/bsds500-val
-  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name idf-rgb-x1 --qat true \
-      --init-from runs/idf-rgb-s3/checkpoint.pt --steps 3000 --lr 1e-4 --warmup 100 ...
+  OMP_WAIT_POLICY=PASSIVE python scripts/train.py --name my-rgb-x --qat true \
+      --init-from runs/my-rgb/checkpoint.pt --steps 3000 --lr 2e-4 --warmup 100 ...
+--minutes M trains for a wall-clock budget instead (the learning-rate schedule follows the
+clock); --export-only writes the model and its card from the run's checkpoint.
 
 Several GPUs or machines: the same command under torchrun (DistributedDataParallel; --batch
 is per process, each process draws its own crops, the first one logs, validates, checkpoints
@@ -34,6 +36,39 @@ def _kind(default: object):
     return type(default)
 
 
+HELP = {
+    "out_dir": "where runs/NAME/ (checkpoint.pt, log.jsonl) goes",
+    "models_dir": "where the exported NAME.safetensors and NAME.json go",
+    "steps": "optimiser steps in all (the schedule's length unless --minutes is set)",
+    "minutes": "wall-clock budget; > 0: stop there, the schedule follows the clock",
+    "batch": "crops per step (per process under torchrun)",
+    "crop": "side of the square training crops, a multiple of 2**levels",
+    "lr": "peak learning rate (Adam)",
+    "warmup": "steps of linear warm-up",
+    "final_lr_fraction": "the cosine decay ends at this share of --lr",
+    "ema": "decay of the exponential moving average of the weights",
+    "seed": "seed of the crops and the initial weights",
+    "checkpoint_minutes": "minutes between checkpoints",
+    "validate_every": "steps between validations (log line)",
+    "val_images": "validation images per validation",
+    "qat": "true: train the quantised (exact) networks",
+    "init_from": "start from this checkpoint.pt or .safetensors model",
+    "device": "auto (a GPU where there is one), cpu or cuda",
+    "in_channels": "3 (colour) or 1 (grey: luma of the training images)",
+    "levels": "squeeze levels (tiles are coded in cores of multiples of 2**levels)",
+    "couplings_per_level": "permutation + coupling pairs per level",
+    "coupling": "two-way or four-way",
+    "width": "channels of the coupling networks",
+    "hidden_layers": "middle convolutions of every network",
+    "middle_kernel": "1 or 3: kernel of the middle convolutions",
+    "prior_width": "channels of the prior networks",
+    "mixture_components": "logistics in the top level's mixtures",
+    "top_split": "code the top level in two stages, the second conditioned on the first",
+    "top_low": "smallest top-level value the mixture tables cover",
+    "top_high": "largest top-level value the mixture tables cover",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -41,7 +76,7 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="model name (file stem in models/)")
     parser.add_argument("--train", nargs="+", required=True, help="training image folders")
     parser.add_argument("--val", nargs="+", required=True, help="validation image folders")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument(
         "--export-only", action="store_true", help="export the checkpoint, no training"
     )
@@ -52,14 +87,21 @@ def main() -> None:
         if f.name in ("name", "train", "val", "extra"):
             continue
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=_kind(f.default), default=f.default
+            f"--{f.name.replace('_', '-')}",
+            type=_kind(f.default),
+            default=f.default,
+            help=f"{HELP[f.name]} (default {f.default})",
         )
     for f in fields(ModelConfig):
         if f.name == "seed":  # permutation seed: kept at its default
             continue
         kind = _kind(f.default)
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=kind, default=f.default, dest=f"model_{f.name}"
+            f"--{f.name.replace('_', '-')}",
+            type=kind,
+            default=f.default,
+            dest=f"model_{f.name}",
+            help=f"{HELP[f.name]} (default {f.default})",
         )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

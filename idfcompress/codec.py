@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from . import container, deflate, entropy
+from . import container, entropy, regions
 from .distributions import (
     PROB_TOTAL,
     logistic_tables,
@@ -34,8 +34,8 @@ MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with
 # with a 96-wide model): it refuses larger batches, a limit that grows with max_pixels.
 MAX_BATCH_PIXELS = 1 << 21
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
-RAW_KIND = 0  # a tile's core, deflate-coded (the fallback)
-MARGIN_KIND = 255  # the pixels of a tile outside its core, deflate-coded
+RAW_KIND = 0  # a tile's core as a region payload (the fallback)
+MARGIN_KIND = 255  # the pixels of a tile outside its core, as a region payload
 ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in float32
 
 Progress = Callable[[int, int], None]
@@ -87,8 +87,8 @@ class EncodeStats:
     """What an encode measured: real and ideal sizes, tiles coded by the fallback.
 
     ``flow_bytes`` and ``ideal_bits`` cover the payloads of the flow-coded cores (real
-    size, and the model's ``-log2 P``) and every margin's deflate stream (its real size in
-    both); ``raw_tiles`` counts the cores stored by the deflate fallback.
+    size, and the model's ``-log2 P``) and every margin's payload (its real size in both);
+    ``raw_tiles`` counts the cores stored by the fallback (filter + LZMA2, like margins).
     """
 
     subpixels: int = 0
@@ -294,7 +294,7 @@ def _encode_group(
     for tile in tiles:
         stats.tiles += 1
         if margin_shapes(tile, side, plane.shape[2]):
-            payload = deflate.encode_regions(_margins(plane, tile, side))
+            payload = regions.encode_regions(_margins(plane, tile, side))
             chunks.append(container.Chunk(0, MARGIN_KIND, tile.index, payload))
             stats.flow_bytes += len(payload)
             stats.ideal_bits += 8 * len(payload)
@@ -326,7 +326,7 @@ def _encode_group(
         if not torch.equal(staged.pixels(), x):
             raise ModelError(f"model {loaded.name} does not invert exactly on this machine")
         for i, tile in enumerate(batch):
-            raw = deflate.encode_regions([_core(plane, tile, side)])
+            raw = regions.encode_regions([_core(plane, tile, side)])
             flow_size = sum(map(len, payloads[i]))
             if allow_raw and len(raw) < flow_size:
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
@@ -359,7 +359,7 @@ def encode(
 
     ``model`` is a model name or path (the default model of the image's channel count when
     it codes another count), or a :class:`LoadedModel` used as given (e.g. during training).
-    ``allow_raw`` lets tiles that the flow would code worse fall back to deflate.
+    ``allow_raw`` lets cores that the flow would code worse fall back to a region payload.
     """
     if tile_size < 8 or tile_size % 8 or tile_size > 65528:
         raise ValueError("tile size must be a multiple of 8 between 8 and 65528")
@@ -451,7 +451,7 @@ class _BatchDecoder:
         self.raw_latents: list[torch.Tensor] | None = None
         for i, tile in enumerate(batch):
             if self.raw[i]:
-                core = _decode_deflate(
+                core = _decode_region_chunk(
                     data,
                     entries[(g, tile.index, RAW_KIND)],
                     tile,
@@ -547,7 +547,7 @@ def _batch_decoders(
         shapes = margin_shapes(tile, side, plane.shape[2])
         if shapes:
             entry = entries[(g, tile.index, MARGIN_KIND)]  # present: checked by _decode_plan
-            _put_margins(plane, tile, side, _decode_deflate(data, entry, tile, shapes))
+            _put_margins(plane, tile, side, _decode_region_chunk(data, entry, tile, shapes))
     for batch in tile_batches(tiles, side):
         yield _BatchDecoder(data, flow, g, batch, entries, plane)
 
@@ -566,16 +566,16 @@ def _decode_group(
         decoder.write_pixels(decoder.staged, plane)
 
 
-def _decode_deflate(
+def _decode_region_chunk(
     data: bytes | memoryview,
     entry: container.ChunkEntry,
     tile: Tile,
     shapes: list[tuple[int, int, int]],
 ) -> list[np.ndarray]:
-    """The regions of a deflate chunk (a raw core or a margin) of ``tile``."""
+    """The regions of a raw-core or margin chunk of ``tile``."""
     what = "raw core" if entry.kind == RAW_KIND else "margin"
     try:
-        return deflate.decode_regions(container.payload(data, entry), shapes)
+        return regions.decode_regions(container.payload(data, entry), shapes)
     except CorruptFile as exc:
         raise CorruptFile(f"corrupt {what} of tile {tile.index}: {exc}") from None
 

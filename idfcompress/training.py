@@ -77,9 +77,9 @@ class CropSampler:
 @torch.no_grad()
 def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
     """Bits per subpixel of whole images tiled as the codec tiles them: the model's ideal
-    bits for the tiles' cores plus the real size of their deflate-coded margins."""
+    bits for the tiles' cores plus the real size of their margins' payloads."""
     from .codec import core_shape, tiles_of
-    from .deflate import encode_regions
+    from .regions import encode_regions
 
     flow.eval()
     bits = 0.0

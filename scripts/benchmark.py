@@ -303,7 +303,8 @@ def _model_channels(name: str) -> int | None:
 def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec:
     """idfc with ``model`` for the planes it fits (the default model of each group if None).
 
-    ``allow_raw`` is idfc's own default: tiles the flow would code worse fall back to deflate.
+    ``allow_raw`` is idfc's own default: cores the flow would code worse fall back to
+    filter + LZMA2.
     """
     import idfcompress
     from idfcompress import model_io
@@ -610,7 +611,7 @@ def _idfc_figures(result: Result, extra: dict) -> None:
         result.ideal_bpsp = extra["ideal_bits"] / result.subpixels
         result.file_overhead = 8.0 * result.bytes / extra["ideal_bits"] - 1.0
     elif extra["raw_tiles"]:
-        fallback = f"{extra['raw_tiles']} of {extra['tiles']} tiles stored by the deflate fallback"
+        fallback = f"{extra['raw_tiles']} of {extra['tiles']} tile cores stored by the fallback"
         result.note = f"{result.note}; {fallback}" if result.note else fallback
 
 

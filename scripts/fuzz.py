@@ -69,7 +69,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from idfcompress import codec, container, model_io  # noqa: E402
+from idfcompress import codec, container, model_io, regions  # noqa: E402
 from idfcompress.config import ModelConfig  # noqa: E402
 from idfcompress.errors import IdfError, ModelError  # noqa: E402
 from idfcompress.flow import IntegerFlow  # noqa: E402
@@ -345,7 +345,8 @@ def _bad_payload(rng: np.random.Generator, payload: bytes) -> tuple[bytes, str]:
     if how == 5:
         size = 4 * int(rng.integers(0, 64))
         return rng.integers(0, 256, size, dtype=np.uint8).tobytes(), "replaced"
-    return zlib.compress(rng.integers(0, 4, int(rng.integers(1, 3000)), dtype=np.uint8)), "deflate"
+    data = rng.integers(0, 4, int(rng.integers(1, 3000)), dtype=np.uint8).tobytes()
+    return bytes([int(rng.integers(0, 2))]) + regions.compress(data), "filter + lzma"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import idfcompress as ic
-from idfcompress import codec, container, model_io
+from idfcompress import codec, container, model_io, regions
 from idfcompress.errors import (
     CorruptFile,
     FormatError,
@@ -196,19 +196,20 @@ def test_pixel_limit_guards_decoding(small_file):
     assert ic.decompress(small_file, max_pixels=None).shape == (24, 40, 3)
 
 
-def test_raw_tiles_with_bad_deflate_are_corrupt(tiny_models, rng):
+def test_raw_cores_with_bad_payloads_are_corrupt(tiny_models, rng):
     image = rng.integers(0, 256, (16, 16), dtype=np.uint8)
     data = ic.compress(image)
     assert ic.info(data)["raw_tiles"] == 1
     for payload in (
-        b"\0" + zlib.compress(b"short"),
-        b"\0not deflate",
-        b"\0" + zlib.compress(image.tobytes() + b"x"),
-        b"\7" + zlib.compress(image.tobytes()),
+        b"\0" + regions.compress(b"short"),
+        b"\0not lzma",
+        b"\0" + regions.compress(image.tobytes() + b"x"),
+        b"\7" + regions.compress(image.tobytes()),
+        b"\0" + zlib.compress(image.tobytes()),
     ):
         with pytest.raises(CorruptFile):
             ic.decompress(_rewrite_payload(data, 0, lambda _p, payload=payload: payload))
-    unfiltered = b"\0" + zlib.compress(image.tobytes())  # any valid payload decodes
+    unfiltered = b"\0" + regions.compress(image.tobytes())  # any valid payload decodes
     assert np.array_equal(ic.decompress(_rewrite_payload(data, 0, lambda _p: unfiltered)), image)
 
 
@@ -258,7 +259,7 @@ def _drop_or_add_margin(data: bytes, add: bool) -> bytes:
         if add or e.kind != codec.MARGIN_KIND
     ]
     if add:
-        chunks.append(container.Chunk(0, codec.MARGIN_KIND, 0, zlib.compress(b"")))
+        chunks.append(container.Chunk(0, codec.MARGIN_KIND, 0, b"\0" + regions.compress(b"")))
     return container.write(header, chunks)
 
 
@@ -271,9 +272,10 @@ def test_missing_extra_or_corrupt_margins_are_refused(tiny_models, rng):
         ic.decompress(_drop_or_add_margin(even, add=True))
     header, pairs = container.read(odd)
     index = next(i for i, (e, _) in enumerate(pairs) if e.kind == codec.MARGIN_KIND)
+    size = 3 * (16 * 5 + 7 * 21)  # right strip 16x5, bottom strip 7x21
+
+    def shorter(payload: bytes) -> bytes:
+        return payload[:1] + regions.compress(regions.decompress(payload[1:], size)[1:])
+
     with pytest.raises(CorruptFile, match="margin of tile"):
-        ic.decompress(
-            _rewrite_payload(
-                odd, index, lambda p: p[:1] + zlib.compress(zlib.decompress(p[1:])[1:])
-            )
-        )
+        ic.decompress(_rewrite_payload(odd, index, shorter))

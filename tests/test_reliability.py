@@ -141,7 +141,7 @@ def test_bytes_after_the_end_are_refused(six_tiles):
         codec.decode(six_tiles + six_tiles)  # two files glued together
 
 
-def test_bytes_after_a_raw_tiles_deflate_stream_are_refused(tiny_models, rng):
+def test_bytes_after_a_raw_cores_stream_are_refused(tiny_models, rng):
     data = ic.compress(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     header, pairs = container.read(data)
     (entry, payload), *_ = pairs

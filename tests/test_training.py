@@ -193,7 +193,7 @@ def test_a_time_budget_ends_the_run_and_drives_the_schedule(tmp_path, photo_dirs
 
 def test_validation_measures_what_the_codec_codes(tmp_path, rng):
     """Validation bits = the codec's ideal bits: flow on the tiles' cores plus the real
-    deflate size of their margins (a 45x29 image has margins in every tile)."""
+    payload size of their margins (a 45x29 image has margins in every tile)."""
     from conftest import make_tiny_flow
 
     from idfcompress import codec

@@ -1,0 +1,103 @@
+"""Coding of the pixel regions the flow does not code: tile margins and raw cores.
+
+A payload is a filter byte and one raw LZMA2 stream of the regions' bytes (each region an
+(H, W, C) uint8 array), region by region in row-major order (docs/FORMAT.md, "Region
+payloads"). Filter 0 stores the pixels as they are; filter 1 delta-filters each region on
+its own, without looking outside it: the first row by the left neighbour (the first pixel
+against 0), every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters).
+The encoder keeps whichever is smaller: the delta filter wins on photographs, no filter on
+synthetic images whose repeats the compressor finds. LZMA2 (Python's ``lzma``, liblzma) gave
+7-17 % smaller payloads than zlib at level 9 on camera, film-scan and synthetic tiles, in
+about the same time, with a 1 MiB dictionary.
+"""
+
+from __future__ import annotations
+
+import lzma
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import CorruptFile
+
+__all__ = [
+    "DELTA_FILTER",
+    "NO_FILTER",
+    "decode_regions",
+    "delta_filter",
+    "delta_unfilter",
+    "encode_regions",
+]
+
+NO_FILTER = 0
+DELTA_FILTER = 1
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
+_DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
+
+
+def delta_filter(region: np.ndarray) -> np.ndarray:
+    """Residuals of an (H, W, C) uint8 region: row 0 minus its left neighbours, other rows
+    minus the row above (uint8, wrapping)."""
+    r = region.astype(np.int16)
+    out = np.empty_like(r)
+    if r.shape[0]:
+        out[0, :1] = r[0, :1]
+        out[0, 1:] = r[0, 1:] - r[0, :-1]
+        out[1:] = r[1:] - r[:-1]
+    return (out & 0xFF).astype(np.uint8)
+
+
+def delta_unfilter(residuals: np.ndarray) -> np.ndarray:
+    """The region whose :func:`delta_filter` residuals are given."""
+    r = residuals.astype(np.int64)
+    if r.shape[0]:
+        r[0] = np.cumsum(r[0], axis=0)
+    return (np.cumsum(r, axis=0) & 0xFF).astype(np.uint8)
+
+
+def compress(data: bytes) -> bytes:
+    """A raw LZMA2 stream of ``data`` (what a region payload holds after its filter byte)."""
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+
+
+def decompress(stream: bytes, size: int) -> bytes:
+    """The ``size`` bytes of a raw LZMA2 stream that must end right there (``CorruptFile``
+    otherwise); never more than ``size`` bytes are produced."""
+    inflater = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_DECODE_FILTERS)
+    try:
+        data = inflater.decompress(stream, max_length=size)
+        if len(data) == size and not inflater.eof and inflater.decompress(b"", max_length=1):
+            raise CorruptFile("compressed stream longer than its regions")
+    except lzma.LZMAError:
+        raise CorruptFile("corrupt compressed stream") from None
+    if len(data) != size or not inflater.eof or inflater.unused_data:
+        raise CorruptFile("compressed stream of the wrong size")
+    return data
+
+
+def encode_regions(regions: Sequence[np.ndarray]) -> bytes:
+    """The smaller payload of ``regions``: unfiltered or delta-filtered."""
+    raw = b"".join(np.ascontiguousarray(r).tobytes() for r in regions)
+    delta = b"".join(np.ascontiguousarray(delta_filter(r)).tobytes() for r in regions)
+    options = (bytes([NO_FILTER]) + compress(raw), bytes([DELTA_FILTER]) + compress(delta))
+    return min(options, key=len)
+
+
+def decode_regions(payload: bytes | memoryview, shapes: Sequence[tuple[int, int, int]]) -> list:
+    """The regions of the given (H, W, C) shapes from an :func:`encode_regions` payload.
+
+    The filter must be known and the stream must hold exactly the regions' bytes and end
+    there (``CorruptFile`` otherwise); nothing larger than that is ever allocated.
+    """
+    payload = bytes(payload)
+    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER):
+        raise CorruptFile("unknown filter" if payload else "empty payload")
+    data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
+    flat = np.frombuffer(data, np.uint8)
+    regions, start = [], 0
+    for h, w, c in shapes:
+        size = h * w * c
+        region = flat[start : start + size].reshape(h, w, c)
+        regions.append(delta_unfilter(region) if payload[0] == DELTA_FILTER else region.copy())
+        start += size
+    return regions

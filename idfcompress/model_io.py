@@ -17,7 +17,7 @@ from .errors import ModelError
 from .flow import IntegerFlow
 
 # The model used for each channel count when none is named.
-DEFAULT_MODELS = {3: "idf-rgb-x1", 1: "idf-gray-x1"}
+DEFAULT_MODELS = {3: "idf-rgb-x2", 1: "idf-gray-x2"}
 MODELS_ENV = "IDFC_MODELS"
 
 

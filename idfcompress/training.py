@@ -202,6 +202,8 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0
         self.lineage: dict = {}  # where the initial weights came from (--init-from)
+        # the settings the checkpoint was trained with (an --export-only run has its own)
+        self.trained_settings: dict = asdict(settings)
         self.best_val: float | None = None
         self.checkpoint = self.run_dir / "checkpoint.pt"
         if self.checkpoint.exists():
@@ -291,6 +293,7 @@ class Trainer:
         self.step = state["step"]
         self.seconds = state["seconds"]
         self.best_val = state["best_val"]
+        self.trained_settings = json.loads(state["settings"])
         self.lineage = json.loads(state.get("lineage", "{}"))
         rng_states = json.loads(state["numpy_rng"])
         if isinstance(rng_states, dict):  # checkpoints of single-process runs before torchrun
@@ -350,6 +353,7 @@ class Trainer:
 
     def run(self, progress: bool = True) -> None:
         settings = self.settings
+        self.trained_settings = asdict(settings)
         last_checkpoint = time.monotonic()
         started = time.monotonic() - self.seconds
         window: list[float] = []
@@ -441,12 +445,12 @@ class Trainer:
             "training": {
                 "steps": self.step,
                 "hours": round(self.seconds / 3600, 3),
-                "batch": settings.batch,
+                "batch": self.trained_settings["batch"],
                 "processes": self.world,
-                "crop": settings.crop,
-                "lr": settings.lr,
-                "ema": settings.ema,
-                "qat": settings.qat,
+                "crop": self.trained_settings["crop"],
+                "lr": self.trained_settings["lr"],
+                "ema": self.trained_settings["ema"],
+                "qat": self.trained_settings["qat"],
                 **self.lineage,
                 "weights_shipped": chosen,
                 "subset_val_bpsp": {k: round(v, 4) for k, v in scores.items()},

@@ -2,7 +2,7 @@
 """Figure of the progressive stages of a real photo, and the cost of the progressive layout.
 
     .venv/bin/python scripts/progressive_figure.py                 # docs/figures/progressive.png
-    .venv/bin/python scripts/progressive_figure.py --image coffee --model idf-rgb-x1
+    .venv/bin/python scripts/progressive_figure.py --image coffee --model idf-rgb-x2
 
 Compresses the photo (scikit-image's astronaut by default) with the default model, decodes it
 with ``idfcompress.decode_progressive`` and draws every stage with the share of the file it

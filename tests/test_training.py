@@ -209,3 +209,11 @@ def test_validation_measures_what_the_codec_codes(tmp_path, rng):
     assert stats.ideal_bits > 0
     expected = stats.ideal_bits / pixels.size
     assert validation_bits(flow, [tmp_path / "v.png"], tile=16) == pytest.approx(expected, rel=1e-6)
+
+
+def test_export_only_cards_record_the_training_settings(tmp_path, photo_dirs):
+    config = ModelConfig(**TINY)
+    Trainer(config, _settings(tmp_path, *photo_dirs, steps=2, lr=3e-3, ema=0.9)).run(progress=False)
+    later = Trainer(config, _settings(tmp_path, *photo_dirs, steps=2))  # default lr and ema
+    card = json.loads(later.export().with_suffix(".json").read_text())
+    assert card["training"]["lr"] == 3e-3 and card["training"]["ema"] == 0.9

@@ -36,9 +36,10 @@ MAX_BATCH_PIXELS = 1 << 21
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
 # A core goes to the fallback only if its region payload is smaller than its flow streams.
 # Making that payload costs ~35 ms per 256-px RGB tile, so it is only tried where its quick
-# zlib stand-in is under this many times the flow streams: LZMA2 was never seen below 0.71
-# of the stand-in, and photos' stand-ins are ~1.4 times their flow streams.
-RAW_TRY = 1.3
+# zlib stand-in is under this many times the flow streams (photos' stand-ins are ~1.4 times
+# their flow streams; LZMA2 was 0.71-0.93 of the stand-in). At 1.3 instead, the encoder tried
+# more tiles and took 40 % longer on astronaut for the same file.
+RAW_TRY = 1.15
 RAW_KIND = 0  # a tile's core as a region payload (the fallback)
 MARGIN_KIND = 255  # the pixels of a tile outside its core, as a region payload
 ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in float32
@@ -430,49 +431,30 @@ def _model_for(group: container.PlaneGroup) -> LoadedModel:
 
 
 class _BatchDecoder:
-    """One batch of tiles of a plane group, decoded stage by stage (coarsest first).
+    """One batch of flow-coded cores of a plane group, decoded stage by stage (coarsest
+    first).
 
     The exact decoder (:func:`_decode_group`) and the progressive decoder
     (``idfcompress.progressive``) both go through this class, so they run the same
-    batches, priors and tables. Raw tiles are decoded (and their latents computed) on
-    construction; ``staged`` holds the inverse flow after the stages decoded so far.
+    batches, priors and tables; ``staged`` holds the inverse flow after the stages decoded
+    so far.
     """
 
-    @exact_arithmetic
-    @torch.no_grad()
     def __init__(
         self,
-        data: bytes | memoryview,
         flow: IntegerFlow,
         g: int,
         batch: list[Tile],
         entries: dict[tuple[int, int, int], container.ChunkEntry],
-        plane: np.ndarray,
     ) -> None:
         self.flow = flow
         self.group = g
         self.batch = batch
         self.entries = entries
         self.stages = flow.config.stages
-        side = flow.config.granularity
-        self.raw = [(g, t.index, RAW_KIND) in entries for t in batch]
-        self.raw_latents: list[torch.Tensor] | None = None
-        for i, tile in enumerate(batch):
-            if self.raw[i]:
-                core = _decode_region_chunk(
-                    data,
-                    entries[(g, tile.index, RAW_KIND)],
-                    tile,
-                    [(*core_shape(tile, side), plane.shape[2])],
-                )
-                _core(plane, tile, side)[...] = core[0]
-        if any(self.raw):
-            self.raw_latents = flow.latents(_tile_tensor(plane, batch, side))
-        self.staged = StagedInverse(flow, len(batch), *core_shape(batch[0], side))
-
-    @property
-    def all_raw(self) -> bool:
-        return all(self.raw)
+        self.staged = StagedInverse(
+            flow, len(batch), *core_shape(batch[0], flow.config.granularity)
+        )
 
     @exact_arithmetic
     @torch.no_grad()
@@ -483,13 +465,6 @@ class _BatchDecoder:
         prior = staged.prior()
         return (prior, *_stream_parameters(self.flow, prior))
 
-    def raw_stage(self, s: int, z: np.ndarray) -> None:
-        """Put the raw tiles' latents of stage ``s`` (0 = coarsest) into ``z`` in place."""
-        for i in range(len(self.batch)):
-            if self.raw[i]:
-                assert self.raw_latents is not None
-                z[i] = self.raw_latents[s][i].to(torch.int64).numpy()
-
     @exact_arithmetic
     @torch.no_grad()
     def decode_stage(self, data: bytes | memoryview) -> None:
@@ -497,10 +472,7 @@ class _BatchDecoder:
         s = self.staged.stage
         _, tableset, ids, offsets = self.parameters(self.staged)
         z = np.empty(ids.shape, dtype=np.int64)
-        self.raw_stage(s, z)
         for i, tile in enumerate(self.batch):
-            if self.raw[i]:
-                continue
             entry = self.entries.get((self.group, tile.index, self.stages - s))
             if entry is None:
                 raise CorruptFile(f"tile {tile.index} lacks stage {self.stages - s}")
@@ -511,16 +483,13 @@ class _BatchDecoder:
 
     @torch.no_grad()
     def write_pixels(self, staged: StagedInverse, plane: np.ndarray, exact: bool = True) -> None:
-        """Put the flow-coded cores of a complete ``staged`` into ``plane`` (raw cores and
-        margins are there already).
+        """Put the cores of a complete ``staged`` into ``plane``.
 
         ``exact``: out-of-range pixels mean corrupt data; otherwise (a preview) they are
         clipped to 0..255.
         """
         pixels = staged.pixels().permute(0, 2, 3, 1).numpy()
         for i, tile in enumerate(self.batch):
-            if self.raw[i]:
-                continue
             part = pixels[i]
             if exact:
                 if not np.isfinite(part).all() or part.min() < 0 or part.max() > 255:
@@ -543,21 +512,31 @@ def _batch_decoders(
     entries: dict[tuple[int, int, int], container.ChunkEntry],
     out: np.ndarray,
 ) -> Iterator[_BatchDecoder]:
-    """The batches of plane group ``g``, in coding order, each ready for its first stage.
+    """The batches of flow-coded cores of plane group ``g``, in coding order, each ready for
+    its first stage.
 
-    The tiles' margins are decoded into ``out`` first (they come with the first stage).
+    The tiles' margins and raw cores are decoded into ``out`` first (they come with the
+    first stage). Raw cores stay out of the batches: exact arithmetic gives every core the
+    same numbers in any batch, so the decoder need not compute their latents.
     """
     flow = _model_for(header.groups[g]).flow
     plane = _group_plane(header, g, out)
     side = flow.config.granularity
     tiles = tiles_of(header.height, header.width, header.tile_size)
+    flow_tiles = []
     for tile in tiles:
         shapes = margin_shapes(tile, side, plane.shape[2])
         if shapes:
             entry = entries[(g, tile.index, MARGIN_KIND)]  # present: checked by _decode_plan
             _put_margins(plane, tile, side, _decode_region_chunk(data, entry, tile, shapes))
-    for batch in tile_batches(tiles, side):
-        yield _BatchDecoder(data, flow, g, batch, entries, plane)
+        raw = entries.get((g, tile.index, RAW_KIND))
+        if raw is not None:
+            shape = [(*core_shape(tile, side), plane.shape[2])]
+            _core(plane, tile, side)[...] = _decode_region_chunk(data, raw, tile, shape)[0]
+        elif core_shape(tile, side)[0]:
+            flow_tiles.append(tile)
+    for batch in tile_batches(flow_tiles, side):
+        yield _BatchDecoder(flow, g, batch, entries)
 
 
 def _decode_group(

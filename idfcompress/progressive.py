@@ -1,12 +1,12 @@
 """Progressive decoding: a prefix of an .idf file already shows the whole image.
 
-The codec writes the coarsest stage of every tile first (raw tiles with it), then the next
-finer stage, and so on (docs/FORMAT.md, "Chunk order convention"). :func:`decode_progressive`
-reads a file as it arrives and yields one image per stage: stage ``k`` uses the first ``k``
-stages of every tile and fills the stages still missing with the most likely value of their
-prior given what is known (or, with ``sample=True``, with a seeded draw from the prior),
-then runs the inverse flow. The last stage is the exact image, verified against the file's
-SHA-256 exactly as :func:`idfcompress.decompress` verifies it.
+The codec writes the coarsest stage of every tile first (margins and raw cores with it),
+then the next finer stage, and so on (docs/FORMAT.md, "Chunk order convention").
+:func:`decode_progressive` reads a file as it arrives and yields one image per stage: stage
+``k`` uses the first ``k`` stages of every tile and fills the stages still missing with the
+most likely value of their prior given what is known (or, with ``sample=True``, with a
+seeded draw from the prior), then runs the inverse flow. The last stage is the exact image,
+verified against the file's SHA-256 exactly as :func:`idfcompress.decompress` verifies it.
 
 The known stages go through the exact decoder's own per-batch code
 (``codec._BatchDecoder``); only the filling of missing stages is specific to previews.
@@ -134,11 +134,10 @@ def _completed(decoder: codec._BatchDecoder, rng: np.random.Generator | None) ->
 
     Filled values: the prior's mode (logistic: round(mean); mixture: its table's argmax),
     or with ``rng`` a draw from the stage's coding table (tails end at the table's end
-    bins). Raw tiles get their true latents. The decoder itself is left untouched.
+    bins). The decoder itself is left untouched.
     """
     staged = copy.copy(decoder.staged)  # push() only rebinds attributes: a shallow copy is safe
     while staged.stage < decoder.stages:
-        s = staged.stage
         prior, tables, ids, offsets = decoder.parameters(staged)
         if rng is not None:
             z = offsets + _facts_of(tables).sample(ids, rng)
@@ -146,7 +145,6 @@ def _completed(decoder: codec._BatchDecoder, rng: np.random.Generator | None) ->
             z = prior_mode(prior.mean.double().numpy())
         else:
             z = offsets + _facts_of(tables).modes()[ids]
-        decoder.raw_stage(s, z)
         staged.push(torch.from_numpy(z).float())
     return staged
 
@@ -350,8 +348,6 @@ def _decode(
         for g, group_decoders in enumerate(decoders):
             plane = codec._group_plane(header, g, out)
             for b, decoder in enumerate(group_decoders):
-                if decoder.all_raw:
-                    continue  # its pixels are already in place
                 if decoder.staged.stage < decoder.stages:
                     decoder.decode_stage(data)
                     if decoder.staged.stage == decoder.stages:

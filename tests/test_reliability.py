@@ -447,8 +447,10 @@ def test_shipped_model_threads_give_identical_files(tmp_path):
     photo = ROOT.parent / "shared" / "data" / "val" / "rgb" / "mcmaster" / "1.png"
     if photo.exists():
         image = np.asarray(Image.open(photo).convert("RGB"))
-    else:
-        image = smooth_image(np.random.default_rng(3), 500, 500, 3)
+    else:  # a real photo (the synthetic smooth_image went entirely to the LZMA2 fallback)
+        import skimage.data
+
+        image = np.ascontiguousarray(skimage.data.astronaut()[:500, :500])
     Image.fromarray(image).save(tmp_path / "photo.png")
     files = []
     for threads in ("1", "2"):

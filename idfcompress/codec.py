@@ -148,7 +148,8 @@ def margin_shapes(tile: Tile, granularity: int, channels: int) -> list[tuple[int
     return [(hc, tile.width - wc, channels), (tile.height - hc, tile.width, channels)]
 
 
-def _margins(plane: np.ndarray, tile: Tile, granularity: int) -> list[np.ndarray]:
+def margins_of(plane: np.ndarray, tile: Tile, granularity: int) -> list[np.ndarray]:
+    """Views of the tile's margin regions in ``plane`` (see :func:`margin_shapes`)."""
     hc, wc = core_shape(tile, granularity)
     part = plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
     return [part[:hc, wc:], part[hc:]]
@@ -162,7 +163,8 @@ def _put_margins(
     part[:hc, wc:], part[hc:] = regions
 
 
-def _core(plane: np.ndarray, tile: Tile, granularity: int) -> np.ndarray:
+def core_of(plane: np.ndarray, tile: Tile, granularity: int) -> np.ndarray:
+    """A view of the tile's core in ``plane``."""
     hc, wc = core_shape(tile, granularity)
     return plane[tile.y : tile.y + hc, tile.x : tile.x + wc]
 
@@ -185,7 +187,7 @@ def tile_batches(tiles: list[Tile], granularity: int) -> Iterator[list[Tile]]:
 
 def _tile_tensor(plane: np.ndarray, tiles: list[Tile], granularity: int) -> torch.Tensor:
     """(B, C, H, W) float tensor of the tiles' cores (all of one shape)."""
-    cores = np.stack([_core(plane, t, granularity) for t in tiles])
+    cores = np.stack([core_of(plane, t, granularity) for t in tiles])
     return torch.from_numpy(cores).permute(0, 3, 1, 2).float()
 
 
@@ -300,7 +302,7 @@ def _encode_group(
     for tile in tiles:
         stats.tiles += 1
         if margin_shapes(tile, side, plane.shape[2]):
-            payload = regions.encode_regions(_margins(plane, tile, side))
+            payload = regions.encode_regions(margins_of(plane, tile, side))
             chunks.append(container.Chunk(0, MARGIN_KIND, tile.index, payload))
             stats.flow_bytes += len(payload)
             stats.ideal_bits += 8 * len(payload)
@@ -332,7 +334,7 @@ def _encode_group(
         if not torch.equal(staged.pixels(), x):
             raise ModelError(f"model {loaded.name} does not invert exactly on this machine")
         for i, tile in enumerate(batch):
-            core = [_core(plane, tile, side)]
+            core = [core_of(plane, tile, side)]
             flow_size = sum(map(len, payloads[i]))
             raw = None
             if allow_raw and regions.quick_size(core) < RAW_TRY * flow_size:
@@ -496,7 +498,7 @@ class _BatchDecoder:
                     raise CorruptFile("corrupt data: decoded pixels out of range")
             else:
                 part = np.clip(np.nan_to_num(part), 0, 255)
-            _core(plane, tile, self.flow.config.granularity)[...] = part.astype(np.uint8)
+            core_of(plane, tile, self.flow.config.granularity)[...] = part.astype(np.uint8)
 
 
 def _group_plane(header: container.Header, g: int, out: np.ndarray) -> np.ndarray:
@@ -532,7 +534,7 @@ def _batch_decoders(
         raw = entries.get((g, tile.index, RAW_KIND))
         if raw is not None:
             shape = [(*core_shape(tile, side), plane.shape[2])]
-            _core(plane, tile, side)[...] = _decode_region_chunk(data, raw, tile, shape)[0]
+            core_of(plane, tile, side)[...] = _decode_region_chunk(data, raw, tile, shape)[0]
         elif core_shape(tile, side)[0]:
             flow_tiles.append(tile)
     for batch in tile_batches(flow_tiles, side):

@@ -78,23 +78,23 @@ class CropSampler:
 def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
     """Bits per subpixel of whole images tiled as the codec tiles them: the model's ideal
     bits for the tiles' cores plus the real size of their margins' payloads."""
-    from .codec import core_shape, tiles_of
+    from .codec import core_of, margin_shapes, margins_of, tiles_of
     from .regions import encode_regions
 
     flow.eval()
+    side = flow.config.granularity
     bits = 0.0
     subpixels = 0
     for path in files:
         pixels = load_pixels(path, flow.config.in_channels)
         subpixels += pixels.size
         for t in tiles_of(pixels.shape[0], pixels.shape[1], tile):
-            part = pixels[t.y : t.y + t.height, t.x : t.x + t.width]
-            hc, wc = core_shape(t, flow.config.granularity)
-            if (hc, wc) != part.shape[:2]:
-                bits += 8 * len(encode_regions([part[:hc, wc:], part[hc:]]))
-            if hc:
-                core = torch.from_numpy(part[:hc, :wc].transpose(2, 0, 1).copy())
-                bits += float(flow.nll_bits(core.float().unsqueeze(0)).sum())
+            if margin_shapes(t, side, pixels.shape[2]):
+                bits += 8 * len(encode_regions(margins_of(pixels, t, side)))
+            core = core_of(pixels, t, side)
+            if core.size:
+                x = torch.from_numpy(core.transpose(2, 0, 1).copy()).float().unsqueeze(0)
+                bits += float(flow.nll_bits(x).sum())
     return bits / max(subpixels, 1)
 
 

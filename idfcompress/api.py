@@ -10,6 +10,7 @@ from PIL import Image
 
 from . import codec, container
 from .codec import DEFAULT_TILE_SIZE, MAX_PIXELS, EncodeStats
+from .errors import VerificationFailed
 from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
 
 __all__ = ["read_image"]
@@ -29,10 +30,15 @@ def as_pixel_image(image: ImageLike) -> PixelImage:
 
 
 def compress(
-    image: ImageLike, *, model: str | None = None, tile_size: int = DEFAULT_TILE_SIZE
+    image: ImageLike,
+    *,
+    model: str | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    verify: bool = False,
 ) -> bytes:
-    """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes."""
-    return compress_with_stats(image, model=model, tile_size=tile_size)[0]
+    """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes;
+    ``verify`` decodes them once to make sure (:func:`compress_with_stats`)."""
+    return compress_with_stats(image, model=model, tile_size=tile_size, verify=verify)[0]
 
 
 def compress_with_stats(
@@ -41,13 +47,23 @@ def compress_with_stats(
     model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
     allow_raw: bool = True,
+    verify: bool = False,
     progress: codec.Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
-    """Like :func:`compress`, also returning the measured sizes (real and ideal)."""
+    """Like :func:`compress`, also returning the measured sizes (real and ideal).
+
+    ``verify`` decodes the result and raises :class:`VerificationFailed` unless it gives
+    back the input's pixels and mode.
+    """
     pixels = as_pixel_image(image)
-    return codec.encode(
+    data, stats = codec.encode(
         pixels, model=model, tile_size=tile_size, allow_raw=allow_raw, progress=progress
     )
+    if verify:
+        decoded = decompress_pixels(data, max_pixels=None)
+        if decoded.mode != pixels.mode or not np.array_equal(decoded.pixels, pixels.pixels):
+            raise VerificationFailed("verification failed: the output does not decode to the input")
+    return data, stats
 
 
 def decompress_pixels(

@@ -294,6 +294,12 @@ def main(debug: bool) -> None:
     show_default=True,
     help="Tile side in pixels (a multiple of 8); bounds memory use.",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Decode each output and compare it with its input before writing it (about 2.5x "
+    "the time).",
+)
 @threads_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print ideal size, overhead and speed.")
@@ -304,6 +310,7 @@ def compress(
     to_stdout: bool,
     model: str | None,
     tile_size: int,
+    verify: bool,
     threads: int | None,
     quiet: bool,
     verbose: bool,
@@ -327,7 +334,11 @@ def compress(
         started = time.perf_counter()
         image = api.read_image(raw)
         data, stats = api.compress_with_stats(
-            image, model=model, tile_size=tile_size, progress=_progress(name, quiet)
+            image,
+            model=model,
+            tile_size=tile_size,
+            verify=verify,
+            progress=_progress(name, quiet),
         )
         seconds = time.perf_counter() - started
         _write_output(target, data, force, name)

@@ -35,10 +35,11 @@ MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with
 MAX_BATCH_PIXELS = 1 << 21
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
 # A core goes to the fallback only if its region payload is smaller than its flow streams.
-# Making that payload costs ~35 ms per 256-px RGB tile, so it is only tried where its quick
-# zlib stand-in is under this many times the flow streams (photos' stand-ins are ~1.4 times
-# their flow streams; LZMA2 was 0.71-0.93 of the stand-in). At 1.3 instead, the encoder tried
-# more tiles and took 40 % longer on astronaut for the same file.
+# Making that payload costs ~25 ms per 256-px RGB tile, so it is only tried (with the filter
+# zlib preferred) where its quick zlib stand-in is under this many times the flow streams
+# (photos' stand-ins are ~1.4 times their flow streams; LZMA2 was 0.71-0.93 of the stand-in).
+# At 1.3 instead, the encoder tried more tiles and took 40 % longer on astronaut for the same
+# file.
 RAW_TRY = 1.15
 RAW_KIND = 0  # a tile's core as a region payload (the fallback)
 MARGIN_KIND = 255  # the pixels of a tile outside its core, as a region payload
@@ -312,14 +313,11 @@ def _encode_group(
                 progress(done[0], total)
     for batch in tile_batches(tiles, side):
         x = _tile_tensor(plane, batch, side)
-        latents = flow.latents(x)
-        staged = StagedInverse(flow, x.shape[0], x.shape[2], x.shape[3])
         payloads: list[list[bytes]] = [[] for _ in batch]
         ideal = np.zeros(len(batch))
-        for z in latents:
+        for z, prior in flow.coding_stages(x):
             if float(z.abs().max()) > MAX_LATENT:
                 raise ModelError(f"model {loaded.name} produced out-of-range latents")
-            prior = staged.prior()
             tableset, ids, offsets = _stream_parameters(flow, prior)
             values = z.to(torch.int64).numpy()
             for i in range(len(batch)):
@@ -330,15 +328,14 @@ def _encode_group(
                     else LogisticPrior(prior.mean[i : i + 1], prior.log_scale[i : i + 1])
                 )
                 ideal[i] += _ideal_bits(flow, sub, z[i : i + 1])
-            staged.push(z)
-        if not torch.equal(staged.pixels(), x):
-            raise ModelError(f"model {loaded.name} does not invert exactly on this machine")
         for i, tile in enumerate(batch):
             core = [core_of(plane, tile, side)]
             flow_size = sum(map(len, payloads[i]))
             raw = None
-            if allow_raw and regions.quick_size(core) < RAW_TRY * flow_size:
-                raw = regions.encode_regions(core)
+            if allow_raw:
+                estimate = regions.QuickEstimate(core)
+                if estimate.size < RAW_TRY * flow_size:
+                    raw = estimate.payload()
             if raw is not None and len(raw) < flow_size:
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
                 stats.raw_tiles += 1

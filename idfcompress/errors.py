@@ -35,3 +35,7 @@ class ModelError(IdfError):
 
 class ImageTooLarge(IdfError):
     """The image exceeds the pixel limit set to guard against decompression bombs."""
+
+
+class VerificationFailed(IdfError):
+    """A file just written did not decode to its input (``verify=True``)."""

@@ -194,6 +194,21 @@ class IntegerFlow(nn.Module):
         stages += [z for _, z in reversed(factored)]
         return stages
 
+    def coding_stages(self, x: torch.Tensor) -> list[tuple[torch.Tensor, Prior]]:
+        """Each stage's latents with its prior, coarsest first, from one pass over ``x``.
+
+        The priors are those :class:`StagedInverse` hands the decoder: each prior network
+        sees the same kept channels, computed forwards instead of inverted back.
+        """
+        top, factored = self._run_levels(x)
+        top_a = top[:, : self.mixture_channels]
+        stages: list[tuple[torch.Tensor, Prior]] = [(top_a, MixturePrior(tuple(top_a.shape)))]
+        if self.top_prior is not None:
+            stages.append((top[:, self.mixture_channels :], self._logistic(self.top_prior, top_a)))
+        for net, (kept, z) in reversed(list(zip(self.priors, factored, strict=True))):
+            stages.append((z, self._logistic(net, kept)))
+        return stages
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The training objective, :meth:`nll_bits` (what DistributedDataParallel calls)."""
         return self.nll_bits(x)

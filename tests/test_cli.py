@@ -120,6 +120,25 @@ def test_compress_writes_idf_next_to_input_and_keeps_input(work):
     assert result.stdout == ""
 
 
+def test_verify_decodes_before_writing(work, monkeypatch):
+    exited(idfc("compress", "--verify", "photo.png"), 0)
+    assert np.array_equal(api.decompress((work / "photo.idf").read_bytes()), make_array())
+    (work / "photo.idf").unlink()
+    real = api.decompress_pixels
+
+    def off_by_one(data, **kwargs):
+        decoded = real(data, **kwargs)
+        decoded.pixels[0, 0, 0] ^= 1
+        return decoded
+
+    monkeypatch.setattr(api, "decompress_pixels", off_by_one)
+    result = idfc("compress", "--verify", "photo.png")
+    exited(result, 1)
+    assert "verification failed" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in work.iterdir()) == ["photo.png"]
+    exited(idfc("compress", "photo.png"), 0)  # without --verify nothing decodes
+
+
 def test_quiet_prints_nothing(work):
     result = idfc("compress", "-q", "photo.png")
     exited(result, 0)

@@ -7,7 +7,7 @@ import torch
 from conftest import make_tiny_flow
 from torch import nn
 
-from idfcompress.flow import StagedInverse
+from idfcompress.flow import LogisticPrior, StagedInverse
 from idfcompress.layers import AdditiveCoupling, Chain, GeneralCoupling, Permute, Squeeze, round_ste
 
 
@@ -60,15 +60,25 @@ def test_round_ste_passes_gradients():
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("top_split", [True, False])
 def test_flow_latents_invert_stage_by_stage(coupling, channels, top_split):
+    """The decoder's staged inverse rebuilds the pixels and hands out, stage by stage, the
+    same priors as the encoder's single forward pass (``coding_stages``)."""
     flow = make_tiny_flow(channels, coupling=coupling, top_split=top_split)
     x = torch.randint(0, 256, (2, channels, 16, 24)).float()
     with torch.no_grad():
         latents = flow.latents(x)
-        assert len(latents) == flow.config.stages
+        coded = flow.coding_stages(x)
+        assert len(latents) == len(coded) == flow.config.stages
         assert sum(z[0].numel() for z in latents) == x[0].numel()
         staged = StagedInverse(flow, 2, 16, 24)
-        for z in latents:
-            staged.prior()
+        for z, (z_coded, prior_coded) in zip(latents, coded, strict=True):
+            prior = staged.prior()
+            assert torch.equal(z, z_coded)
+            assert type(prior) is type(prior_coded)
+            if isinstance(prior, LogisticPrior):
+                assert torch.equal(prior.mean, prior_coded.mean)
+                assert torch.equal(prior.log_scale, prior_coded.log_scale)
+            else:
+                assert prior.shape == prior_coded.shape == tuple(z.shape)
             staged.push(z)
         assert torch.equal(staged.pixels(), x)
 

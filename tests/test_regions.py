@@ -43,6 +43,20 @@ def test_the_smaller_filter_is_chosen(rng):
     assert len(payload) == 1 + len(regions.compress(dots.tobytes()))
 
 
+def test_quick_estimate_picks_the_filter_its_payload_uses(rng):
+    y, x = np.mgrid[0:64, 0:64]
+    ramp = ((x * 3 + y * 2) % 256).astype(np.uint8)[:, :, None]
+    dots = rng.choice(np.array([0, 255], np.uint8), (64, 64, 1))
+    for region, expected in ((ramp, regions.DELTA_FILTER), (dots, regions.NO_FILTER)):
+        estimate = regions.QuickEstimate([region])
+        assert estimate.filter == expected
+        payload = estimate.payload()
+        assert payload[0] == expected
+        filtered = regions.delta_filter(region) if expected == regions.DELTA_FILTER else region
+        assert estimate.size == 1 + len(zlib.compress(filtered.tobytes(), 6))
+        assert np.array_equal(regions.decode_regions(payload, [region.shape])[0], region)
+
+
 @pytest.mark.parametrize(
     "payload",
     [

@@ -204,6 +204,7 @@ class Trainer:
         self.lineage: dict = {}  # where the initial weights came from (--init-from)
         # the settings the checkpoint was trained with (an --export-only run has its own)
         self.trained_settings: dict = asdict(settings)
+        self.hardware = self._hardware()  # what trained the checkpoint, once it exists
         self.best_val: float | None = None
         self.checkpoint = self.run_dir / "checkpoint.pt"
         if self.checkpoint.exists():
@@ -261,6 +262,7 @@ class Trainer:
             "seconds": self.seconds,
             "best_val": self.best_val,
             "lineage": json.dumps(self.lineage),
+            "hardware": self.hardware,
             "numpy_rng": json.dumps(self._all_rng_states()),
             "torch_rng": torch.get_rng_state(),
         }
@@ -295,6 +297,7 @@ class Trainer:
         self.best_val = state["best_val"]
         self.trained_settings = json.loads(state["settings"])
         self.lineage = json.loads(state.get("lineage", "{}"))
+        self.hardware = state.get("hardware", self.hardware)  # absent before 2026-12-01
         rng_states = json.loads(state["numpy_rng"])
         if isinstance(rng_states, dict):  # checkpoints of single-process runs before torchrun
             rng_states = [rng_states]
@@ -343,6 +346,12 @@ class Trainer:
         self._sync_ema_buffers()
         return validation_file_bits(self.ema, files)
 
+    def _hardware(self) -> str:
+        return (
+            f"{platform.machine()}, {torch.get_num_threads()} threads x {self.world} "
+            f"process(es), {self.device}"
+        )
+
     def _sync_ema_buffers(self) -> None:
         """The EMA copy takes the trained model's quantisation state, then fixes its own
         weight exponents from its own weights."""
@@ -354,6 +363,7 @@ class Trainer:
     def run(self, progress: bool = True) -> None:
         settings = self.settings
         self.trained_settings = asdict(settings)
+        self.hardware = self._hardware()
         last_checkpoint = time.monotonic()
         started = time.monotonic() - self.seconds
         window: list[float] = []
@@ -454,8 +464,7 @@ class Trainer:
                 **self.lineage,
                 "weights_shipped": chosen,
                 "subset_val_bpsp": {k: round(v, 4) for k, v in scores.items()},
-                "hardware": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-                f"{self.device}",
+                "hardware": self.hardware,
             },
             "validation": per_set,
         }

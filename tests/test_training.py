@@ -213,7 +213,15 @@ def test_validation_measures_what_the_codec_codes(tmp_path, rng):
 
 def test_export_only_cards_record_the_training_settings(tmp_path, photo_dirs):
     config = ModelConfig(**TINY)
-    Trainer(config, _settings(tmp_path, *photo_dirs, steps=2, lr=3e-3, ema=0.9)).run(progress=False)
-    later = Trainer(config, _settings(tmp_path, *photo_dirs, steps=2))  # default lr and ema
-    card = json.loads(later.export().with_suffix(".json").read_text())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        trainer = Trainer(config, _settings(tmp_path, *photo_dirs, steps=2, lr=3e-3, ema=0.9))
+        trainer.run(progress=False)
+        torch.set_num_threads(2)  # the export-only run has other threads and settings
+        later = Trainer(config, _settings(tmp_path, *photo_dirs, steps=2))  # default lr, ema
+        card = json.loads(later.export().with_suffix(".json").read_text())
+    finally:
+        torch.set_num_threads(threads)
     assert card["training"]["lr"] == 3e-3 and card["training"]["ema"] == 0.9
+    assert "1 threads x 1 process(es)" in card["training"]["hardware"]

@@ -16,7 +16,14 @@ import torch
 
 from . import container, entropy, regions
 from .distributions import (
+    FIT_MIN_LOGSCALE,
+    LOGSCALE_COUNT,
+    LOGSCALE_MIN,
+    LOGSCALE_STEP,
+    MEAN_STEPS,
     PROB_TOTAL,
+    fit_logistic,
+    grid_ids,
     logistic_tables,
     mixture_table,
     quantize_logistic,
@@ -44,6 +51,9 @@ RAW_TRY = 1.15
 RAW_KIND = 0  # a tile's core as a region payload (the fallback)
 MARGIN_KIND = 255  # the pixels of a tile outside its core, as a region payload
 ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in float32
+TOP_MIXTURE = 0  # first byte of a first-stage payload: the model's mixture tables follow
+TOP_LOGISTIC = 1  # ... one grid logistic per channel (u8 g, then u16 q + 2**15 each) follows
+_Q_BIAS = 1 << 15
 
 Progress = Callable[[int, int], None]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -222,9 +232,10 @@ _first_stage_floor_cache: weakref.WeakKeyDictionary[IntegerFlow, float] = (
 
 
 def _first_stage_floor(flow: IntegerFlow) -> float:
-    """Fewest bits any first-stage (mixture) symbol takes in an ANS stream.
+    """Fewest bits any first-stage symbol takes in an ANS stream.
 
-    That is -log2 of the heaviest weight of the mixture tables, less 0.006 bit for the
+    That is -log2 of the heaviest weight of the tables a first stage can use (the model's
+    mixtures, the grid logistics a fitted first stage may pick), less 0.006 bit for the
     coder's rounding; 0 when nothing is left. A first-stage payload shorter than this many
     bits per latent (plus the coder's 64-bit state) cannot come from an encoder: such a
     chunk is refused before anything is allocated for the image (:func:`_check_tiles`).
@@ -233,8 +244,86 @@ def _first_stage_floor(flow: IntegerFlow) -> float:
     if key not in _first_stage_floor_cache:
         tables = _mixture_tableset(flow)
         heaviest = max(int(quantize_weights(tables.table(c)).max()) for c in range(len(tables)))
+        grid = _logistic_tableset()
+        for t in range(FIT_MIN_LOGSCALE * MEAN_STEPS, LOGSCALE_COUNT * MEAN_STEPS):
+            heaviest = max(heaviest, int(quantize_weights(grid.table(t)).max()))
         _first_stage_floor_cache[key] = max(0.0, -math.log2(heaviest / PROB_TOTAL) - 0.006)
     return _first_stage_floor_cache[key]
+
+
+def _fitted_prior(q: np.ndarray, g: np.ndarray, shape: tuple[int, ...]) -> LogisticPrior:
+    """The prior of a fitted first stage of latents ``shape`` (1, C, h, w): channel c's grid
+    logistic has mean q[c] / 16 and log-scale index g[c]."""
+    view = (1, -1, 1, 1)
+    mean = torch.from_numpy(q / MEAN_STEPS).float().view(view).expand(shape)
+    log_scale = torch.from_numpy(LOGSCALE_MIN + g * LOGSCALE_STEP).float().view(view)
+    return LogisticPrior(mean, log_scale.expand(shape))
+
+
+def _fitted_streams(
+    q: np.ndarray, g: np.ndarray, shape: tuple[int, ...]
+) -> tuple[entropy.TableSet, np.ndarray, np.ndarray]:
+    """Table set, ids and offsets, shaped (C, h, w), of a fitted first stage."""
+    ids, offsets = grid_ids(q, g)
+    c, h, w = shape[1:]
+    return (
+        _logistic_tableset(),
+        np.ascontiguousarray(np.broadcast_to(ids[:, None, None], (c, h, w))),
+        np.ascontiguousarray(np.broadcast_to(offsets[:, None, None], (c, h, w))),
+    )
+
+
+def _first_stage(
+    flow: IntegerFlow, z: torch.Tensor
+) -> tuple[bytes, entropy.TableSet, np.ndarray, np.ndarray, float]:
+    """How one core's first stage ``z`` (1, C, h, w) is coded: the payload's leading bytes,
+    the table set, ids and offsets (C, h, w), and the ideal bits (leading bytes included).
+
+    The model's mixtures know nothing of the tile; a grid logistic per channel fitted to the
+    tile (``distributions.fit_logistic``) costs 3 bytes per channel and is used where its
+    ideal size is smaller.
+    """
+    mixture = MixturePrior(tuple(z.shape))
+    tableset, ids, offsets = _stream_parameters(flow, mixture)
+    head = bytes([TOP_MIXTURE])
+    choice = (head, tableset, ids[0], offsets[0], 8.0 + _ideal_bits(flow, mixture, z))
+    q, g, _ = fit_logistic(z[0].to(torch.int64).numpy().reshape(z.shape[1], -1))
+    if np.abs(q).max() < _Q_BIAS:
+        head = bytes([TOP_LOGISTIC]) + g.astype(np.uint8).tobytes()
+        head += (q + _Q_BIAS).astype("<u2").tobytes()
+        bits = 8.0 * len(head) + _ideal_bits(flow, _fitted_prior(q, g, tuple(z.shape)), z)
+        if bits < choice[4]:
+            choice = (head, *_fitted_streams(q, g, tuple(z.shape)), bits)
+    return choice
+
+
+def _first_stage_streams(
+    flow: IntegerFlow, payload: bytes | memoryview, shape: tuple[int, ...], tile: int
+) -> tuple[entropy.TableSet, np.ndarray, np.ndarray, bytes | memoryview]:
+    """Table set, ids, offsets (C, h, w) and ANS stream of a first-stage ``payload`` for
+    latents ``shape`` (1, C, h, w); ``CorruptFile`` if its leading bytes are invalid."""
+    c = shape[1]
+    kind = payload[0] if len(payload) else None
+    if kind == TOP_MIXTURE:
+        tableset, ids, offsets = _stream_parameters(flow, MixturePrior(shape))
+        return tableset, ids[0], offsets[0], payload[1:]
+    if kind == TOP_LOGISTIC and len(payload) >= 1 + 3 * c:
+        g = np.frombuffer(payload[1 : 1 + c], np.uint8).astype(np.int64)
+        q = np.frombuffer(payload[1 + c : 1 + 3 * c], "<u2").astype(np.int64) - _Q_BIAS
+        if g.min() >= FIT_MIN_LOGSCALE and g.max() < LOGSCALE_COUNT:
+            return (*_fitted_streams(q, g, shape), payload[1 + 3 * c :])
+    raise CorruptFile(f"corrupt .idf file: tile {tile} has an invalid first-stage prior")
+
+
+def core_ideal_bits(flow: IntegerFlow, x: torch.Tensor) -> float:
+    """The ideal bits the codec's flow streams take for a core ``x`` (1, C, H, W)."""
+    bits = 0.0
+    for z, prior in flow.coding_stages(x):
+        if isinstance(prior, MixturePrior):
+            bits += _first_stage(flow, z)[4]
+        else:
+            bits += _ideal_bits(flow, prior, z)
+    return bits
 
 
 def _stream_parameters(
@@ -318,15 +407,17 @@ def _encode_group(
         for z, prior in flow.coding_stages(x):
             if float(z.abs().max()) > MAX_LATENT:
                 raise ModelError(f"model {loaded.name} produced out-of-range latents")
-            tableset, ids, offsets = _stream_parameters(flow, prior)
             values = z.to(torch.int64).numpy()
+            if isinstance(prior, MixturePrior):
+                for i in range(len(batch)):
+                    head, tableset, ids, offsets, bits = _first_stage(flow, z[i : i + 1])
+                    payloads[i].append(head + entropy.encode(values[i], ids, offsets, tableset))
+                    ideal[i] += bits
+                continue
+            tableset, ids, offsets = _stream_parameters(flow, prior)
             for i in range(len(batch)):
                 payloads[i].append(entropy.encode(values[i], ids[i], offsets[i], tableset))
-                sub = (
-                    prior
-                    if isinstance(prior, MixturePrior)
-                    else LogisticPrior(prior.mean[i : i + 1], prior.log_scale[i : i + 1])
-                )
+                sub = LogisticPrior(prior.mean[i : i + 1], prior.log_scale[i : i + 1])
                 ideal[i] += _ideal_bits(flow, sub, z[i : i + 1])
         for i, tile in enumerate(batch):
             core = [core_of(plane, tile, side)]
@@ -469,13 +560,21 @@ class _BatchDecoder:
     def decode_stage(self, data: bytes | memoryview) -> None:
         """Entropy-decode the next stage of every tile from ``data`` and push it."""
         s = self.staged.stage
-        _, tableset, ids, offsets = self.parameters(self.staged)
+        prior, tableset, ids, offsets = self.parameters(self.staged)
         z = np.empty(ids.shape, dtype=np.int64)
         for i, tile in enumerate(self.batch):
             entry = self.entries.get((self.group, tile.index, self.stages - s))
             if entry is None:
                 raise CorruptFile(f"tile {tile.index} lacks stage {self.stages - s}")
-            z[i] = entropy.decode(container.payload(data, entry), ids[i], offsets[i], tableset)
+            payload = container.payload(data, entry)
+            if isinstance(prior, MixturePrior):
+                shape = (1, *prior.shape[1:])
+                tables, tile_ids, tile_offsets, stream = _first_stage_streams(
+                    self.flow, payload, shape, tile.index
+                )
+                z[i] = entropy.decode(stream, tile_ids, tile_offsets, tables)
+            else:
+                z[i] = entropy.decode(payload, ids[i], offsets[i], tableset)
         if np.abs(z).max(initial=0) > MAX_LATENT:
             raise CorruptFile("corrupt data: decoded latents out of range")
         self.staged.push(torch.from_numpy(z).float())

@@ -33,6 +33,9 @@ __all__ = [
     "NUM_LOGISTIC_TABLES",
     "PROB_BITS",
     "PROB_TOTAL",
+    "FIT_MIN_LOGSCALE",
+    "fit_logistic",
+    "grid_ids",
     "logistic_grid_fingerprint",
     "logistic_tables",
     "mixture_table",
@@ -199,14 +202,61 @@ def quantize_logistic(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarr
         raise ValueError(f"shape mismatch: mean {mean.shape} vs log_scale {log_scale.shape}")
     m = np.clip(np.nan_to_num(mean, nan=0.0), -MEAN_LIMIT, MEAN_LIMIT)
     q = np.floor(m * MEAN_STEPS).astype(np.int64)
-    k = q // MEAN_STEPS
-    f = q - k * MEAN_STEPS
     ls = np.clip(np.nan_to_num(log_scale, nan=0.0), LOGSCALE_MIN - 1.0, LOGSCALE_MAX + 1.0)
     gf = np.clip(np.rint((ls - LOGSCALE_MIN) / LOGSCALE_STEP), 0, LOGSCALE_COUNT - 1)
-    g = gf.astype(np.int64)
-    table_ids = (g * MEAN_STEPS + f).astype(np.int32)
-    offsets = k - HALF_WIDTHS[g]
-    return table_ids, offsets
+    return grid_ids(q, gf.astype(np.int64))
+
+
+def grid_ids(q: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Table ids (int32) and offsets (int64) of the grid logistics with mean ``q / 16`` and
+    log-scale index ``g`` (integer arrays of one shape, ``0 <= g < LOGSCALE_COUNT``)."""
+    q = np.asarray(q, dtype=np.int64)
+    g = np.asarray(g, dtype=np.int64)
+    k = q // MEAN_STEPS
+    table_ids = (g * MEAN_STEPS + (q - k * MEAN_STEPS)).astype(np.int32)
+    return table_ids, k - HALF_WIDTHS[g]
+
+
+FIT_MIN_LOGSCALE = 28
+"""Smallest log-scale index :func:`fit_logistic` chooses (scale 0.29): no symbol then takes
+less than about half a bit, which keeps a floor under the size of a first-stage payload."""
+_FIT_SPAN = 1 << 11  # values further than this from a row's median cost as if this far
+
+
+@functools.cache
+def _fit_costs() -> np.ndarray:
+    """Bits of each relative value -_FIT_SPAN.._FIT_SPAN under the grid table of each
+    log-scale index (mean 0), overflow bits approximated; shape (LOGSCALE_COUNT, 2 span + 1)."""
+    tables = _logistic_tables()
+    d = np.arange(-_FIT_SPAN, _FIT_SPAN + 1)
+    costs = np.empty((LOGSCALE_COUNT, d.size))
+    for g in range(LOGSCALE_COUNT):
+        w = int(HALF_WIDTHS[g])
+        b = np.clip(d + w, 0, 2 * w)
+        overflow = np.abs(d + w - b)
+        costs[g] = -np.log2(tables[g * MEAN_STEPS][b]) + np.where(
+            overflow > 0, np.log2(62.0) + np.floor(np.log2(overflow + 1.0)), 0.0
+        )
+    costs.setflags(write=False)
+    return costs
+
+
+def fit_logistic(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of an integer (C, N) array: ``(q, g, bits)`` of the grid logistic that codes
+    the row in the fewest bits among those with their mean at the row's (lower) median and a
+    log-scale index of at least ``FIT_MIN_LOGSCALE``; ``bits`` estimates its code length."""
+    v = np.asarray(values, dtype=np.int64)
+    rows, n = v.shape
+    if not n:
+        raise ValueError("nothing to fit")
+    median = np.partition(v, (n - 1) // 2, axis=1)[:, (n - 1) // 2]
+    width = 2 * _FIT_SPAN + 1
+    rel = np.clip(v - median[:, None], -_FIT_SPAN, _FIT_SPAN) + _FIT_SPAN
+    rel += np.arange(rows)[:, None] * width
+    hist = np.bincount(rel.ravel(), minlength=rows * width).reshape(rows, width)
+    bits = hist.astype(np.float64) @ _fit_costs()[FIT_MIN_LOGSCALE:].T
+    best = np.argmin(bits, axis=1)
+    return median * MEAN_STEPS, best + FIT_MIN_LOGSCALE, bits[np.arange(rows), best]
 
 
 def _grid_rows(g: int) -> np.ndarray:

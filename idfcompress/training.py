@@ -76,9 +76,10 @@ class CropSampler:
 
 @torch.no_grad()
 def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
-    """Bits per subpixel of whole images tiled as the codec tiles them: the model's ideal
-    bits for the tiles' cores plus the real size of their margins' payloads."""
-    from .codec import core_of, margin_shapes, margins_of, tiles_of
+    """Bits per subpixel of whole images tiled as the codec tiles them: the ideal bits of the
+    tiles' cores as the codec codes them (``codec.core_ideal_bits``: the model's priors, a
+    fitted first stage where it is smaller) plus the real size of their margins' payloads."""
+    from .codec import core_ideal_bits, core_of, margin_shapes, margins_of, tiles_of
     from .regions import encode_regions
 
     flow.eval()
@@ -94,7 +95,7 @@ def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -
             core = core_of(pixels, t, side)
             if core.size:
                 x = torch.from_numpy(core.transpose(2, 0, 1).copy()).float().unsqueeze(0)
-                bits += float(flow.nll_bits(x).sum())
+                bits += core_ideal_bits(flow, x)
     return bits / max(subpixels, 1)
 
 

@@ -8,6 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from conftest import smooth_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from PIL import Image
 
 import idfcompress as ic
 from idfcompress import codec, container, model_io, regions
+from idfcompress.distributions import FIT_MIN_LOGSCALE, LOGSCALE_COUNT
 from idfcompress.errors import (
     CorruptFile,
     FormatError,
@@ -279,3 +281,57 @@ def test_missing_extra_or_corrupt_margins_are_refused(tiny_models, rng):
 
     with pytest.raises(CorruptFile, match="margin of tile"):
         ic.decompress(_rewrite_payload(odd, index, shorter))
+
+
+def _first_stage_payloads(data: bytes) -> list[bytes]:
+    header, chunks = container.read(data)
+    first = max(e.kind for e, _ in chunks if e.kind not in (codec.RAW_KIND, codec.MARGIN_KIND))
+    return [bytes(p) for e, p in chunks if e.kind == first]
+
+
+def test_first_stages_use_mixtures_or_fitted_logistics_and_round_trip(tiny_models, rng):
+    """The tiny model's mixtures are random; a bright flat-ish tile is better served by a
+    logistic fitted to it, a tile of noise around mid-grey may not be. Both decode."""
+    image = smooth_image(rng, 64, 64, 3)
+    image[:32] = np.clip(image[:32] // 8 + 220, 0, 255)
+    data = ic.compress_with_stats(image, tile_size=32, allow_raw=False)[0]
+    assert np.array_equal(ic.decompress(data), image)
+    kinds = [p[0] for p in _first_stage_payloads(data)]
+    assert codec.TOP_LOGISTIC in kinds
+    assert set(kinds) <= {codec.TOP_MIXTURE, codec.TOP_LOGISTIC}
+
+
+def test_fitted_first_stage_is_chosen_only_when_smaller(tiny_models, rng):
+    flow = model_io.load_model("tiny-rgb").flow
+    x = torch.from_numpy(smooth_image(rng, 32, 32, 3).transpose(2, 0, 1).copy()).float()[None]
+    with torch.no_grad():
+        z = flow.latents(x)[0]
+        head, _, _, _, bits = codec._first_stage(flow, z)
+        mixture = codec._ideal_bits(flow, codec.MixturePrior(tuple(z.shape)), z)
+    assert bits <= mixture + 8  # the mixture's payload has its one leading byte
+    assert head[0] == (codec.TOP_LOGISTIC if bits < mixture + 8 else codec.TOP_MIXTURE)
+    assert len(head) == (1 + 3 * z.shape[1] if head[0] == codec.TOP_LOGISTIC else 1)
+
+
+def test_invalid_first_stage_priors_are_corrupt(tiny_models, rng):
+    image = smooth_image(rng, 32, 32, 3)
+    image[:] = np.clip(image // 8 + 220, 0, 255)
+    data = ic.compress_with_stats(image, allow_raw=False)[0]
+    header, chunks = container.read(data)
+    index = next(i for i, (e, _) in enumerate(chunks) if e.kind == max(c.kind for c, _ in chunks))
+    payload = bytes(chunks[index][1])
+    assert payload[0] == codec.TOP_LOGISTIC
+    c = model_io.load_model("tiny-rgb").flow.mixture_channels
+    bad_g = bytearray(payload)
+    bad_g[1] = FIT_MIN_LOGSCALE - 1
+    too_big_g = bytearray(payload)
+    too_big_g[1] = LOGSCALE_COUNT
+    for forged in (
+        b"",
+        b"\x02" + payload[1:],
+        payload[: 3 * c],
+        bytes(bad_g),
+        bytes(too_big_g),
+    ):  # too short for its core (checked first, from the chunk table) or an invalid prior
+        with pytest.raises(CorruptFile, match="first.stage"):
+            ic.decompress(_rewrite_payload(data, index, lambda _p, forged=forged: forged))

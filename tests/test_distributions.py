@@ -178,3 +178,36 @@ def test_quantize_weights():
     for bad in ([1.0], [0.0, 0.0], [1.0, -0.1], [1.0, np.nan], np.ones(D.MAX_TABLE_SIZE + 1)):
         with pytest.raises(ValueError):
             D.quantize_weights(np.array(bad))
+
+
+def test_grid_ids_are_what_quantize_logistic_selects():
+    q = np.array([-40, -17, 0, 5, 16, 31999])
+    g = np.array([0, 28, 60, 100, 144, 3])
+    ids, offsets = D.grid_ids(q, g)
+    ref_ids, ref_offsets = D.quantize_logistic(
+        q / D.MEAN_STEPS, D.LOGSCALE_MIN + g * D.LOGSCALE_STEP
+    )
+    assert np.array_equal(ids, ref_ids) and np.array_equal(offsets, ref_offsets)
+
+
+def test_fit_logistic_finds_the_scale_and_median_of_each_row():
+    rng = np.random.default_rng(0)
+    rows = np.stack(
+        [
+            np.round(rng.logistic(-7.0, 4.0, 20000)),
+            np.round(rng.logistic(30.0, 0.8, 20000)),
+            np.full(20000, 3.0),  # constant: the smallest scale allowed
+        ]
+    ).astype(np.int64)
+    q, g, bits = D.fit_logistic(rows)
+    assert q.tolist() == [-7 * 16, 30 * 16, 3 * 16]
+    scales = np.exp(D.LOGSCALE_MIN + g * D.LOGSCALE_STEP)
+    assert abs(scales[0] - 4.0) < 0.3 and abs(scales[1] - 0.8) < 0.15
+    assert g[2] == D.FIT_MIN_LOGSCALE
+    assert 0.4 * 20000 < bits[2] < 0.8 * 20000  # about half a bit per symbol at that scale
+    assert np.all(g >= D.FIT_MIN_LOGSCALE)
+    # the estimate is the code length under the chosen grid table, give or take its tails
+    ids, offsets = D.grid_ids(q[:1], g[:1])
+    table = D.logistic_tables()[int(ids[0])]
+    b = np.clip(rows[0] - offsets[0], 0, table.size - 1)
+    assert bits[0] == pytest.approx(-np.log2(table[b]).sum(), rel=0.01)

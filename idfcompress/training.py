@@ -428,10 +428,9 @@ class Trainer:
         self.flow.snap_quantized()
         # the EMA copy usually validates better; ship whichever does on a validation subset
         candidates = {"ema": self.ema, "raw": self.flow}
-        scores = {
-            k: validation_bits(f, self.val_files[:: max(1, len(self.val_files) // 8)][:8])
-            for k, f in candidates.items()
-        }
+        count = min(8, val_limit or 8)
+        subset = self.val_files[:: max(1, len(self.val_files) // count)][:count]
+        scores = {k: validation_bits(f, subset) for k, f in candidates.items()}
         chosen = min(scores, key=scores.get)
         flow = candidates[chosen]
         flow.check_exact()

@@ -81,7 +81,11 @@ def main() -> None:
         "--export-only", action="store_true", help="export the checkpoint, no training"
     )
     parser.add_argument(
-        "--export-val-limit", type=int, default=None, help="images per val set at export"
+        "--export-val-limit",
+        type=int,
+        default=None,
+        help="images per val set at export; also caps the (at most 8) validation images that "
+        "decide between the EMA and the raw weights",
     )
     for f in fields(TrainSettings):
         if f.name in ("name", "train", "val", "extra"):

@@ -158,6 +158,9 @@ def build_corpus(seed: int = 0) -> list[Sample]:
     add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, allow_raw=False)
     add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, allow_raw=False)
     add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16, allow_raw=False)
+    bright = smooth(rng, 32, 16, 3)
+    bright[:16] = np.clip(bright[:16] // 8 + 220, 0, 255)  # its first stage: a fitted logistic
+    add("rgb-fitted", from_array(bright), 16, allow_raw=False)
     add("la-raw", from_array(rng.integers(0, 256, (12, 12, 2), dtype=np.uint8)), 8)
     rgba = from_array(np.concatenate([smooth(rng, 16, 24, 3), smooth(rng, 16, 24, 1)], axis=2))
     rgba.metadata["ICCP"] = bytes(rng.integers(0, 256, 40, dtype=np.uint8))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import idfcompress as ic  # noqa: E402
 from idfcompress import codec, container, entropy  # noqa: E402
-from idfcompress.flow import MixturePrior, StagedInverse  # noqa: E402
+from idfcompress.flow import MixturePrior  # noqa: E402
 from idfcompress.model_io import load_model  # noqa: E402
 
 ENTRY_BYTES = 16  # one chunk-table entry
@@ -73,22 +73,24 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
     single = {}
     for batch in codec.tile_batches(tiles, flow.config.granularity):
         x = codec._tile_tensor(plane, batch, flow.config.granularity)
-        latents = flow.latents(x)
-        staged = StagedInverse(flow, x.shape[0], x.shape[2], x.shape[3])
         parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in batch]
-        for z in latents:
-            prior = staged.prior()
-            _, ids, offsets = codec._stream_parameters(flow, prior)
-            shift = 0 if isinstance(prior, MixturePrior) else n_mix
+        heads = [0] * len(batch)  # the first stage's leading bytes, in the one stream too
+        for z, prior in flow.coding_stages(x):
             values = z.to(torch.int64).numpy()
             for i in range(len(batch)):
-                parts[i].append((values[i].ravel(), ids[i].ravel() + shift, offsets[i].ravel()))
-            staged.push(z)
+                if isinstance(prior, MixturePrior):  # the file's choice: mixtures or fitted
+                    head, _, ids, offsets, _ = codec._first_stage(flow, z[i : i + 1])
+                    heads[i] = len(head)
+                    shift = 0 if head[0] == codec.TOP_MIXTURE else n_mix
+                else:
+                    _, all_ids, all_offsets = codec._stream_parameters(flow, prior)
+                    ids, offsets, shift = all_ids[i], all_offsets[i], n_mix
+                parts[i].append((values[i].ravel(), ids.ravel() + shift, offsets.ravel()))
         for i, tile in enumerate(batch):
             if tile.index in raw:
                 continue
             v, t, o = (np.concatenate([p[j] for p in parts[i]]) for j in range(3))
-            single[tile.index] = len(entropy.encode(v, t, o, combined))
+            single[tile.index] = heads[i] + len(entropy.encode(v, t, o, combined))
     streams = sum(per_stage.values())
     one_stream = sum(single.values())
     flow_tiles = len(single)

@@ -254,7 +254,11 @@ def fit_logistic(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     rel = np.clip(v - median[:, None], -_FIT_SPAN, _FIT_SPAN) + _FIT_SPAN
     rel += np.arange(rows)[:, None] * width
     hist = np.bincount(rel.ravel(), minlength=rows * width).reshape(rows, width)
-    bits = hist.astype(np.float64) @ _fit_costs()[FIT_MIN_LOGSCALE:].T
+    used = np.flatnonzero(hist.any(axis=0))
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    # einsum's own loops, not BLAS: OpenBLAS threads would compete with torch's for the cores
+    costs = _fit_costs()[FIT_MIN_LOGSCALE:, lo:hi]
+    bits = np.einsum("cd,gd->cg", hist[:, lo:hi].astype(np.float64), costs)
     best = np.argmin(bits, axis=1)
     return median * MEAN_STEPS, best + FIT_MIN_LOGSCALE, bits[np.arange(rows), best]
 

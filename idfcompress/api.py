@@ -110,6 +110,24 @@ def info(data: bytes | memoryview) -> dict[str, Any]:
         "chunks": len(chunks),
         "raw_tiles": sum(1 for c in chunks if c.kind == codec.RAW_KIND),
         "margins": sum(1 for c in chunks if c.kind == codec.MARGIN_KIND),
+        "fitted_first_stages": _fitted_first_stages(data, chunks),
         "payload_bytes": sum(c.length for c in chunks),
         "pixel_sha256": header.pixel_sha256.hex(),
     }
+
+
+def _fitted_first_stages(data: bytes | memoryview, chunks: list[container.ChunkEntry]) -> int:
+    """First-stage chunks whose prior byte says "fitted logistics" (of those present)."""
+    flow_chunks = [c for c in chunks if c.kind not in (codec.RAW_KIND, codec.MARGIN_KIND)]
+    first: dict[int, int] = {}
+    for c in flow_chunks:
+        first[c.group] = max(first.get(c.group, 0), c.kind)
+    view = memoryview(data)
+    return sum(
+        1
+        for c in flow_chunks
+        if c.kind == first[c.group]
+        and c.length
+        and c.offset < view.nbytes
+        and view[c.offset] == codec.TOP_LOGISTIC
+    )

@@ -582,7 +582,8 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  bytes     {len(data)} ({8 * len(data) / subpixels:.3f} bits/subpixel)")
         click.echo(
             f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
-            f"{fields['raw_tiles']} cores stored raw, {fields['margins']} margins"
+            f"{fields['raw_tiles']} cores stored raw, {fields['margins']} margins, "
+            f"{fields['fitted_first_stages']} first-stage priors fitted"
         )
         for g in fields["groups"]:
             click.echo(

@@ -455,12 +455,30 @@ def test_never_overwrites_the_input(photo_idf):
 # ----------------------------------------------------------------------------- info, test, models
 
 
+def ic_info_fitted(data: bytes) -> int:
+    """First-stage payloads with prior byte 1, counted from the chunk table by hand."""
+    from idfcompress import codec, container
+
+    _, chunks = container.read(data)
+    first = max(e.kind for e, _ in chunks if e.kind not in (codec.RAW_KIND, codec.MARGIN_KIND))
+    return sum(1 for e, p in chunks if e.kind == first and p[0] == codec.TOP_LOGISTIC)
+
+
 def test_info_text_and_json(photo_idf):
     work = photo_idf.parent
     result = idfc("info", "photo.idf")
     exited(result, 0)
     assert f"{W}x{H} RGB" in result.stdout
     assert "tiny-rgb" in result.stdout
+    bright = make_array()
+    bright[: H // 2] = bright[: H // 2] // 8 + 220  # first stages that want a fitted prior
+    data = api.compress_with_stats(bright, allow_raw=False)[0]
+    (work / "bright.idf").write_bytes(data)
+    fitted = ic_info_fitted(data)
+    assert fitted >= 1
+    result = idfc("info", "bright.idf")
+    exited(result, 0)
+    assert f"{fitted} first-stage priors fitted" in result.stdout
 
     save_png(work / "alpha.png", make_array(seed=4, channels=4))
     exited(idfc("compress", "alpha.png"), 0)

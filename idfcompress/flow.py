@@ -1,9 +1,10 @@
 """The Integer Discrete Flow: levels of squeeze + couplings, factor-out, and the priors.
 
-``IntegerFlow.latents`` maps pixels to integer latents (coarsest stage first);
-``StagedInverse`` walks the other way one stage at a time and hands out the prior of each
-stage before its latents are known, which is what an entropy decoder needs. The encoder uses
-the same ``StagedInverse`` to obtain its priors, so both sides compute them identically.
+``IntegerFlow.coding_stages`` maps pixels to integer latents (coarsest stage first), each
+with its prior: what the encoder codes. ``StagedInverse`` walks the other way one stage at a
+time and hands out the prior of each stage before its latents are known, which is what an
+entropy decoder needs. Both compute every prior from the same kept channels, which exact
+arithmetic makes identical whether they were computed forwards or inverted back.
 """
 
 from __future__ import annotations
@@ -184,15 +185,6 @@ class IntegerFlow(nn.Module):
                 factored.append((h[:, :keep], h[:, keep:]))
                 h = h[:, :keep]
         return h, factored
-
-    def latents(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Integer latents of pixels ``x`` (B, C, H, W), coarsest stage first."""
-        top, factored = self._run_levels(x)
-        stages = [top[:, : self.mixture_channels]]
-        if self.top_prior is not None:
-            stages.append(top[:, self.mixture_channels :])
-        stages += [z for _, z in reversed(factored)]
-        return stages
 
     def coding_stages(self, x: torch.Tensor) -> list[tuple[torch.Tensor, Prior]]:
         """Each stage's latents with its prior, coarsest first, from one pass over ``x``.

@@ -305,7 +305,7 @@ def test_fitted_first_stage_is_chosen_only_when_smaller(tiny_models, rng):
     flow = model_io.load_model("tiny-rgb").flow
     x = torch.from_numpy(smooth_image(rng, 32, 32, 3).transpose(2, 0, 1).copy()).float()[None]
     with torch.no_grad():
-        z = flow.latents(x)[0]
+        z = flow.coding_stages(x)[0][0]
         head, _, _, _, bits = codec._first_stage(flow, z)
         mixture = codec._ideal_bits(flow, codec.MixturePrior(tuple(z.shape)), z)
     assert bits <= mixture + 8  # the mixture's payload has its one leading byte

@@ -298,7 +298,7 @@ class Trainer:
         self.best_val = state["best_val"]
         self.trained_settings = json.loads(state["settings"])
         self.lineage = json.loads(state.get("lineage", "{}"))
-        self.hardware = state.get("hardware", self.hardware)  # absent before 2026-12-01
+        self.hardware = state.get("hardware", "not recorded (checkpoint before 2026-12-01)")
         rng_states = json.loads(state["numpy_rng"])
         if isinstance(rng_states, dict):  # checkpoints of single-process runs before torchrun
             rng_states = [rng_states]

@@ -24,6 +24,7 @@ from .distributions import (
     PROB_TOTAL,
     fit_logistic,
     grid_ids,
+    heaviest_fit_weight,
     logistic_tables,
     mixture_table,
     quantize_logistic,
@@ -244,9 +245,7 @@ def _first_stage_floor(flow: IntegerFlow) -> float:
     if key not in _first_stage_floor_cache:
         tables = _mixture_tableset(flow)
         heaviest = max(int(quantize_weights(tables.table(c)).max()) for c in range(len(tables)))
-        grid = _logistic_tableset()
-        for t in range(FIT_MIN_LOGSCALE * MEAN_STEPS, LOGSCALE_COUNT * MEAN_STEPS):
-            heaviest = max(heaviest, int(quantize_weights(grid.table(t)).max()))
+        heaviest = max(heaviest, heaviest_fit_weight())
         _first_stage_floor_cache[key] = max(0.0, -math.log2(heaviest / PROB_TOTAL) - 0.006)
     return _first_stage_floor_cache[key]
 
@@ -560,14 +559,19 @@ class _BatchDecoder:
     def decode_stage(self, data: bytes | memoryview) -> None:
         """Entropy-decode the next stage of every tile from ``data`` and push it."""
         s = self.staged.stage
-        prior, tableset, ids, offsets = self.parameters(self.staged)
-        z = np.empty(ids.shape, dtype=np.int64)
+        prior = self.staged.prior()
+        first = isinstance(prior, MixturePrior)  # its tables are in each tile's payload
+        if first:
+            z = np.empty(prior.shape, dtype=np.int64)
+        else:
+            tableset, ids, offsets = _stream_parameters(self.flow, prior)
+            z = np.empty(ids.shape, dtype=np.int64)
         for i, tile in enumerate(self.batch):
             entry = self.entries.get((self.group, tile.index, self.stages - s))
             if entry is None:
                 raise CorruptFile(f"tile {tile.index} lacks stage {self.stages - s}")
             payload = container.payload(data, entry)
-            if isinstance(prior, MixturePrior):
+            if first:
                 shape = (1, *prior.shape[1:])
                 tables, tile_ids, tile_offsets, stream = _first_stage_streams(
                     self.flow, payload, shape, tile.index

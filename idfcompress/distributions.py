@@ -36,6 +36,7 @@ __all__ = [
     "FIT_MIN_LOGSCALE",
     "fit_logistic",
     "grid_ids",
+    "heaviest_fit_weight",
     "logistic_grid_fingerprint",
     "logistic_tables",
     "mixture_table",
@@ -221,6 +222,12 @@ FIT_MIN_LOGSCALE = 28
 """Smallest log-scale index :func:`fit_logistic` chooses (scale 0.29): no symbol then takes
 less than about half a bit, which keeps a floor under the size of a first-stage payload."""
 _FIT_SPAN = 1 << 11  # values further than this from a row's median cost as if this far
+
+
+@functools.cache
+def heaviest_fit_weight() -> int:
+    """The largest integer weight of the grid tables :func:`fit_logistic` may choose."""
+    return max(int(w.max()) for w in _logistic_weights()[FIT_MIN_LOGSCALE * MEAN_STEPS :])
 
 
 @functools.cache

@@ -20,6 +20,8 @@ class ModelConfig:
     prior_width: int = 96
     mixture_components: int = 5
     top_split: bool = True
+    context_split: bool = False  # code each logistic stage in two halves, the second
+    # conditioned on the first as well
     top_low: int = -512
     top_high: int = 511
     seed: int = 0
@@ -42,7 +44,8 @@ class ModelConfig:
     @property
     def stages(self) -> int:
         """Number of separately coded latent groups (entropy streams) per tile."""
-        return self.levels + (1 if self.top_split else 0)
+        logistic = self.levels - 1 + (1 if self.top_split else 0)
+        return 1 + logistic * (2 if self.context_split else 1)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -71,9 +71,16 @@ class IntegerFlow(nn.Module):
                 cin, 2 * cout, config.prior_width, config.hidden_layers, config.middle_kernel
             )
 
+        def make_context(kept: int, coded: int) -> nn.Module | None:
+            if not config.context_split:
+                return None
+            first = coded // 2
+            return make_prior(kept + first, coded - first)
+
         channels = config.in_channels
         self.levels = nn.ModuleList()
         self.priors = nn.ModuleList()
+        self.contexts = nn.ModuleList()
         for level in range(config.levels):
             channels *= 4
             layers: list[nn.Module] = [Squeeze()]
@@ -84,14 +91,18 @@ class IntegerFlow(nn.Module):
             if level < config.levels - 1:
                 keep = channels // 2
                 self.priors.append(make_prior(keep, channels - keep))
+                if config.context_split:
+                    self.contexts.append(make_context(keep, channels - keep))
                 channels = keep
         self.top_channels = channels
         if config.top_split:
             self.mixture_channels = channels // 2
             self.top_prior = make_prior(self.mixture_channels, channels - self.mixture_channels)
+            self.top_context = make_context(self.mixture_channels, channels - self.mixture_channels)
         else:
             self.mixture_channels = channels
             self.top_prior = None
+            self.top_context = None
         k = config.mixture_components
         means = torch.linspace(-64.0, 64.0, k).repeat(self.mixture_channels, 1)
         self.mixture_logits = nn.Parameter(torch.zeros(self.mixture_channels, k))
@@ -112,12 +123,13 @@ class IntegerFlow(nn.Module):
         """Switch every network to exact arithmetic (:meth:`ConvNet.quantize`).
 
         ``pixels`` (a batch of typical images) calibrates the activation ranges; the float
-        networks see them once.
+        networks see them once. Networks already quantised (a model grown by new networks,
+        ``--init-from``) keep their exponents.
         """
-        nets = self.conv_nets()
+        nets = [net for net in self.conv_nets() if not bool(net.quantized)]
         inputs: dict[ConvNet, list[torch.Tensor]] = {}
         if pixels is not None:
-            if self.quantized:
+            if not nets:
                 raise ValueError("the flow is already quantised")
             hooks = [
                 net.register_forward_pre_hook(
@@ -151,9 +163,44 @@ class IntegerFlow(nn.Module):
             net.check_exact()
 
     # -- parameters of the priors -------------------------------------------------------
+    def _context(self, level: int) -> nn.Module | None:
+        """The context network of the logistic stage before inverting ``level`` (the top
+        level's second half when ``level`` is the last one), or None."""
+        if not self.config.context_split:
+            return None
+        return self.top_context if level == len(self.levels) - 1 else self.contexts[level]
+
+    def _prior_net(self, level: int) -> nn.Module:
+        return self.top_prior if level == len(self.levels) - 1 else self.priors[level]
+
     def _logistic(self, net: nn.Module, known: torch.Tensor) -> LogisticPrior:
         mean, log_scale = net(known).chunk(2, dim=1)
         return LogisticPrior(mean, log_scale.clamp(LOGSCALE_MIN, LOGSCALE_MAX))
+
+    def _refined(
+        self, context: nn.Module, base: LogisticPrior, known: torch.Tensor, first: torch.Tensor
+    ) -> LogisticPrior:
+        """The prior of a context-split stage's second half: the base prior's second half
+        shifted by what ``context`` reads from the known channels and the first half."""
+        c = first.shape[1]
+        mean, log_scale = context(torch.cat([known, first], dim=1)).chunk(2, dim=1)
+        return LogisticPrior(
+            base.mean[:, c:] + mean,
+            (base.log_scale[:, c:] + log_scale).clamp(LOGSCALE_MIN, LOGSCALE_MAX),
+        )
+
+    def _logistic_stages(
+        self, level: int, known: torch.Tensor, z: torch.Tensor
+    ) -> list[tuple[torch.Tensor, LogisticPrior]]:
+        """The coded stages of latents ``z`` whose prior network reads ``known``: one, or
+        two halves (channels) with ``context_split``."""
+        base = self._logistic(self._prior_net(level), known)
+        context = self._context(level)
+        if context is None:
+            return [(z, base)]
+        c = z.shape[1] // 2
+        first = LogisticPrior(base.mean[:, :c], base.log_scale[:, :c])
+        return [(z[:, :c], first), (z[:, c:], self._refined(context, base, known, z[:, :c]))]
 
     def mixture_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits, means, log-scales) of the top mixture, each (channels, components)."""
@@ -195,10 +242,11 @@ class IntegerFlow(nn.Module):
         top, factored = self._run_levels(x)
         top_a = top[:, : self.mixture_channels]
         stages: list[tuple[torch.Tensor, Prior]] = [(top_a, MixturePrior(tuple(top_a.shape)))]
+        last = len(self.levels) - 1
         if self.top_prior is not None:
-            stages.append((top[:, self.mixture_channels :], self._logistic(self.top_prior, top_a)))
-        for net, (kept, z) in reversed(list(zip(self.priors, factored, strict=True))):
-            stages.append((z, self._logistic(net, kept)))
+            stages += self._logistic_stages(last, top_a, top[:, self.mixture_channels :])
+        for level in reversed(range(last)):
+            stages += self._logistic_stages(level, *factored[level])
         return stages
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,17 +255,9 @@ class IntegerFlow(nn.Module):
 
     def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
         """Ideal code length in bits of each image of the batch (training objective)."""
-        top, factored = self._run_levels(x)
-        top_a = top[:, : self.mixture_channels]
+        (top_a, _), *rest = self.coding_stages(x)
         log_prob = self.mixture_log_prob(top_a).flatten(1).sum(1)
-        if self.top_prior is not None:
-            prior = self._logistic(self.top_prior, top_a)
-            z = top[:, self.mixture_channels :]
-            log_prob = log_prob + logistic_log_prob(z, prior.mean, prior.log_scale).flatten(1).sum(
-                1
-            )
-        for net, (kept, z) in zip(self.priors, factored, strict=True):
-            prior = self._logistic(net, kept)
+        for z, prior in rest:
             log_prob = log_prob + logistic_log_prob(z, prior.mean, prior.log_scale).flatten(1).sum(
                 1
             )
@@ -237,9 +277,13 @@ class StagedInverse:
         self.flow = flow
         self.stage = 0
         self._top_shape = (batch, flow.top_channels, height // g, width // g)
-        self._top_a: torch.Tensor | None = None
-        self._h: torch.Tensor | None = None
-        self._level = len(flow.levels) - 1  # next level to invert once its input is complete
+        # What the next logistic stage's prior network reads (the top level's first half,
+        # or the partly inverted flow), the level to invert once that stage is complete,
+        # and, within a context-split stage, its base prior and first half.
+        self._known: torch.Tensor | None = None
+        self._level = len(flow.levels) - 1
+        self._base: LogisticPrior | None = None
+        self._first: torch.Tensor | None = None
 
     @property
     def stages(self) -> int:
@@ -251,29 +295,38 @@ class StagedInverse:
         if self.stage == 0:
             b, _, h, w = self._top_shape
             return MixturePrior((b, flow.mixture_channels, h, w))
-        if self._top_a is not None:  # second half of a split top
-            return flow._logistic(flow.top_prior, self._top_a)
-        return flow._logistic(flow.priors[self._level], self._h)
+        if self._base is None:
+            self._base = flow._logistic(flow._prior_net(self._level), self._known)
+        base = self._base
+        context = flow._context(self._level)
+        if context is None:
+            return base
+        if self._first is None:
+            c = (base.mean.shape[1]) // 2
+            return LogisticPrior(base.mean[:, :c], base.log_scale[:, :c])
+        return flow._refined(context, base, self._known, self._first)
 
     def push(self, z: torch.Tensor) -> None:
         """Supply the next stage's latents (float tensor of integers)."""
         flow = self.flow
-        if self.stage == 0 and flow.top_prior is not None:
-            self._top_a = z
-        elif self._top_a is not None:
-            self._h = flow.levels[self._level].inverse(torch.cat([self._top_a, z], dim=1))
-            self._top_a = None
-            self._level -= 1
-        elif self.stage == 0:
-            self._h = flow.levels[self._level].inverse(z)
-            self._level -= 1
+        if self.stage == 0:
+            if flow.top_prior is not None:
+                self._known = z
+            else:
+                self._known = flow.levels[self._level].inverse(z)
+                self._level -= 1
+        elif flow._context(self._level) is not None and self._first is None:
+            self._first = z
         else:
-            self._h = flow.levels[self._level].inverse(torch.cat([self._h, z], dim=1))
+            coded = z if self._first is None else torch.cat([self._first, z], dim=1)
+            self._known = flow.levels[self._level].inverse(torch.cat([self._known, coded], dim=1))
             self._level -= 1
+            self._base = None
+            self._first = None
         self.stage += 1
 
     def pixels(self) -> torch.Tensor:
         """The reconstructed pixels once every stage was pushed."""
         if self.stage != self.stages:
             raise RuntimeError("not every stage was pushed")
-        return self._h + PIXEL_OFFSET
+        return self._known + PIXEL_OFFSET

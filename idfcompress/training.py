@@ -242,8 +242,13 @@ class Trainer:
             parent = json.loads(saved.get("lineage", "{}"))
             if parent:
                 self.lineage["parent"] = parent
-        self.flow.load_state_dict(state)
-        self.ema.load_state_dict(state)
+        # A model with context networks may start from one without: they start at zero.
+        missing, unexpected = self.flow.load_state_dict(state, strict=False)
+        if unexpected or any(k.split(".")[0] not in ("contexts", "top_context") for k in missing):
+            raise ValueError(f"{path} does not fit this model config")
+        if missing:
+            self.lineage["grown_by"] = sorted({k.split(".")[0] for k in missing})
+        self.ema.load_state_dict(self.flow.state_dict())
 
     def quantize(self) -> None:
         """Switch the model (and its EMA copy) to exact arithmetic, calibrated on a batch of

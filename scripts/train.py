@@ -64,6 +64,8 @@ HELP = {
     "prior_width": "channels of the prior networks",
     "mixture_components": "logistics in the top level's mixtures",
     "top_split": "code the top level in two stages, the second conditioned on the first",
+    "context_split": "code each logistic stage in two halves, the second half's prior also "
+    "conditioned on the first half (warm-starts from a model without it)",
     "top_low": "smallest top-level value the mixture tables cover",
     "top_high": "largest top-level value the mixture tables cover",
 }

@@ -30,6 +30,8 @@ def tiny_model_dir(tmp_path_factory):
     model_io.save_model(make_tiny_flow(3), folder / "tiny-rgb.safetensors")
     model_io.save_model(make_tiny_flow(1, seed=1), folder / "tiny-gray.safetensors")
     model_io.save_model(make_tiny_flow(3, seed=2), folder / "tiny-rgb-other.safetensors")
+    context = make_tiny_flow(3, seed=3, context_split=True)
+    model_io.save_model(context, folder / "tiny-rgb-context.safetensors")
     return folder
 
 

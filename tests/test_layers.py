@@ -59,10 +59,13 @@ def test_round_ste_passes_gradients():
 @pytest.mark.parametrize("coupling", ["two-way", "four-way"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("top_split", [True, False])
-def test_flow_latents_invert_stage_by_stage(coupling, channels, top_split):
+@pytest.mark.parametrize("context_split", [False, True])
+def test_flow_latents_invert_stage_by_stage(coupling, channels, top_split, context_split):
     """The decoder's staged inverse rebuilds the pixels and hands out, stage by stage, the
     same priors as the encoder's single forward pass (``coding_stages``)."""
-    flow = make_tiny_flow(channels, coupling=coupling, top_split=top_split)
+    flow = make_tiny_flow(
+        channels, coupling=coupling, top_split=top_split, context_split=context_split
+    )
     x = torch.randint(0, 256, (2, channels, 16, 24)).float()
     with torch.no_grad():
         coded = flow.coding_stages(x)

@@ -196,6 +196,17 @@ def test_other_modes_and_plane_groups(tiny_models, channels):
     assert stages[0].image.mode == {1: "L", 2: "LA", 4: "RGBA"}[channels]
 
 
+def test_a_context_split_model_shows_seven_stages(tiny_models):
+    """Each logistic stage of a context-split model is two stages of the file."""
+    image = smooth_image(np.random.default_rng(9), 40, 72, 3)
+    data = ic.compress_with_stats(image, model="tiny-rgb-context", tile_size=32, allow_raw=False)[0]
+    stages = list(decode_progressive(data))
+    assert len(stages) == 7 and [s.exact for s in stages] == [False] * 6 + [True]
+    assert np.array_equal(stages[-1].pixels, image)
+    used = [s.bytes_used for s in stages]
+    assert used == sorted(used) and len(set(used)) == 7
+
+
 def test_corrupt_last_stage_is_never_presented_as_exact(photo):
     """A bad final chunk (CRC made to match) fails the checksum after the previews."""
     _, data = photo

@@ -14,7 +14,14 @@ from PIL import Image
 import idfcompress as ic
 from idfcompress import model_io
 from idfcompress.config import ModelConfig
-from idfcompress.training import CropSampler, Trainer, TrainSettings, image_files, learning_rate
+from idfcompress.training import (
+    CropSampler,
+    Trainer,
+    TrainSettings,
+    image_files,
+    learning_rate,
+    validation_bits,
+)
 
 
 @pytest.fixture()
@@ -225,3 +232,35 @@ def test_export_only_cards_record_the_training_settings(tmp_path, photo_dirs):
         torch.set_num_threads(threads)
     assert card["training"]["lr"] == 3e-3 and card["training"]["ema"] == 0.9
     assert "1 threads x 1 process(es)" in card["training"]["hardware"]
+
+
+def test_a_model_grown_by_context_networks_starts_as_its_parent_and_codes(
+    tmp_path, photo_dirs, monkeypatch
+):
+    """--init-from a model without context networks: they start at zero (same bits), the
+    parent's quantised networks keep their exponents, and the grown model trains, exports
+    and round-trips through the codec."""
+    parent_run = Trainer(ModelConfig(**TINY), _settings(tmp_path, *photo_dirs, qat=True))
+    parent_run.run(progress=False)
+    parent = parent_run.export()
+    config = ModelConfig(**{**TINY, "context_split": True})
+    grown = Trainer(
+        config,
+        _settings(tmp_path, *photo_dirs, name="grown", qat=True, init_from=str(parent), steps=6),
+    )
+    assert grown.flow.quantized and grown.lineage["grown_by"] == ["contexts", "top_context"]
+    before = model_io.load_flow(parent).state_dict()
+    after = grown.flow.state_dict()
+    assert all(torch.equal(value, after[key]) for key, value in before.items())
+    val = image_files([photo_dirs[1]])
+    assert validation_bits(grown.flow, val) == pytest.approx(
+        validation_bits(model_io.load_flow(parent), val), rel=1e-6
+    )
+    grown.run(progress=False)
+    weights = grown.export()
+    flow = model_io.load_flow(weights)
+    assert flow.config.context_split and flow.config.stages == 7
+    monkeypatch.setenv(model_io.MODELS_ENV, str(weights.parent))
+    image = smooth_image(np.random.default_rng(3), 40, 56, 3)
+    data = ic.compress(image, model="grown", tile_size=32)
+    assert np.array_equal(ic.decompress(data), image)

@@ -20,8 +20,7 @@ class ModelConfig:
     prior_width: int = 96
     mixture_components: int = 5
     top_split: bool = True
-    context_split: bool = False  # code each logistic stage in two halves, the second
-    # conditioned on the first as well
+    context_split: bool = False  # logistic stages in two halves, the second reading the first
     top_low: int = -512
     top_high: int = 511
     seed: int = 0

@@ -42,6 +42,12 @@ class MixturePrior:
 Prior = LogisticPrior | MixturePrior
 
 
+def _first_half(prior: LogisticPrior) -> LogisticPrior:
+    """The prior of a context-split stage's first half (its first C // 2 channels)."""
+    c = prior.mean.shape[1] // 2
+    return LogisticPrior(prior.mean[:, :c], prior.log_scale[:, :c])
+
+
 def logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """Natural log of P(x) under a discretized logistic (unit bins, no tail folding)."""
     inv_scale = torch.exp(-log_scale)
@@ -199,8 +205,10 @@ class IntegerFlow(nn.Module):
         if context is None:
             return [(z, base)]
         c = z.shape[1] // 2
-        first = LogisticPrior(base.mean[:, :c], base.log_scale[:, :c])
-        return [(z[:, :c], first), (z[:, c:], self._refined(context, base, known, z[:, :c]))]
+        return [
+            (z[:, :c], _first_half(base)),
+            (z[:, c:], self._refined(context, base, known, z[:, :c])),
+        ]
 
     def mixture_parameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits, means, log-scales) of the top mixture, each (channels, components)."""
@@ -302,8 +310,7 @@ class StagedInverse:
         if context is None:
             return base
         if self._first is None:
-            c = (base.mean.shape[1]) // 2
-            return LogisticPrior(base.mean[:, :c], base.log_scale[:, :c])
+            return _first_half(base)
         return flow._refined(context, base, self._known, self._first)
 
     def push(self, z: torch.Tensor) -> None:

@@ -77,9 +77,7 @@ class IntegerFlow(nn.Module):
                 cin, 2 * cout, config.prior_width, config.hidden_layers, config.middle_kernel
             )
 
-        def make_context(kept: int, coded: int) -> nn.Module | None:
-            if not config.context_split:
-                return None
+        def make_context(kept: int, coded: int) -> nn.Module:
             first = coded // 2
             return make_prior(kept + first, coded - first)
 
@@ -104,7 +102,11 @@ class IntegerFlow(nn.Module):
         if config.top_split:
             self.mixture_channels = channels // 2
             self.top_prior = make_prior(self.mixture_channels, channels - self.mixture_channels)
-            self.top_context = make_context(self.mixture_channels, channels - self.mixture_channels)
+            self.top_context = (
+                make_context(self.mixture_channels, channels - self.mixture_channels)
+                if config.context_split
+                else None
+            )
         else:
             self.mixture_channels = channels
             self.top_prior = None

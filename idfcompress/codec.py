@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -25,9 +26,9 @@ from .distributions import (
     fit_logistic,
     grid_ids,
     heaviest_fit_weight,
+    logistic_indices,
     logistic_tables,
     mixture_table,
-    quantize_logistic,
     quantize_weights,
 )
 from .errors import CorruptFile, ImageTooLarge, ModelError
@@ -55,6 +56,8 @@ ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in floa
 TOP_MIXTURE = 0  # first byte of a first-stage payload: the model's mixture tables follow
 TOP_LOGISTIC = 1  # ... one grid logistic per channel (u8 g, then u16 q + 2**15 each) follows
 _Q_BIAS = 1 << 15
+_SHIFT = struct.Struct("<b")  # leading byte of a logistic-stage payload: the log-scale shift
+SHIFT_SEARCH = (4, 2, 1)  # the encoder's steps towards a stage's best log-scale shift (+-7)
 
 Progress = Callable[[int, int], None]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -250,15 +253,6 @@ def _first_stage_floor(flow: IntegerFlow) -> float:
     return _first_stage_floor_cache[key]
 
 
-def _fitted_prior(q: np.ndarray, g: np.ndarray, shape: tuple[int, ...]) -> LogisticPrior:
-    """The prior of a fitted first stage of latents ``shape`` (1, C, h, w): channel c's grid
-    logistic has mean q[c] / 16 and log-scale index g[c]."""
-    view = (1, -1, 1, 1)
-    mean = torch.from_numpy(q / MEAN_STEPS).float().view(view).expand(shape)
-    log_scale = torch.from_numpy(LOGSCALE_MIN + g * LOGSCALE_STEP).float().view(view)
-    return LogisticPrior(mean, log_scale.expand(shape))
-
-
 def _fitted_streams(
     q: np.ndarray, g: np.ndarray, shape: tuple[int, ...]
 ) -> tuple[entropy.TableSet, np.ndarray, np.ndarray]:
@@ -290,7 +284,8 @@ def _first_stage(
     if np.abs(q).max() < _Q_BIAS:
         head = bytes([TOP_LOGISTIC]) + g.astype(np.uint8).tobytes()
         head += (q + _Q_BIAS).astype("<u2").tobytes()
-        bits = 8.0 * len(head) + _ideal_bits(flow, _fitted_prior(q, g, tuple(z.shape)), z)
+        per_channel = (1, -1, 1, 1)
+        bits = 8.0 * len(head) + _grid_bits(z, q.reshape(per_channel), g.reshape(per_channel))[0]
         if bits < choice[4]:
             choice = (head, *_fitted_streams(q, g, tuple(z.shape)), bits)
     return choice
@@ -321,7 +316,7 @@ def core_ideal_bits(flow: IntegerFlow, x: torch.Tensor) -> float:
         if isinstance(prior, MixturePrior):
             bits += _first_stage(flow, z)[4]
         else:
-            bits += _ideal_bits(flow, prior, z)
+            bits += 8.0 + float(_scale_shifts(z, *_grid_point(prior))[1].sum())
     return bits
 
 
@@ -334,8 +329,12 @@ def _stream_parameters(
         ids = np.broadcast_to(np.arange(c, dtype=np.int32)[None, :, None, None], prior.shape)
         offsets = np.full(prior.shape, flow.config.top_low, dtype=np.int64)
         return _mixture_tableset(flow), np.ascontiguousarray(ids), offsets
-    ids, offsets = quantize_logistic(prior.mean.double().numpy(), prior.log_scale.double().numpy())
-    return _logistic_tableset(), ids, offsets
+    return _logistic_tableset(), *grid_ids(*_grid_point(prior))
+
+
+def _grid_point(prior: LogisticPrior) -> tuple[np.ndarray, np.ndarray]:
+    """The grid indices ``(q, g)`` of a logistic prior's latents (``logistic_indices``)."""
+    return logistic_indices(prior.mean.double().numpy(), prior.log_scale.double().numpy())
 
 
 def _ideal_bits(flow: IntegerFlow, prior: Prior, z: torch.Tensor) -> float:
@@ -344,6 +343,51 @@ def _ideal_bits(flow: IntegerFlow, prior: Prior, z: torch.Tensor) -> float:
     else:
         log_prob = logistic_log_prob(z, prior.mean, prior.log_scale)
     return float(-log_prob.double().sum() / np.log(2.0))
+
+
+def _shifted(q: np.ndarray, g: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Table ids and offsets of the grid logistics ``(q, g)`` with every log-scale index
+    moved by ``shift`` (kept on the grid)."""
+    return grid_ids(q, np.clip(g + shift, 0, LOGSCALE_COUNT - 1))
+
+
+def _grid_bits(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Ideal bits, per tile (first axis), of latents ``z`` under the grid logistics (q, g)
+    (arrays shaped like ``z`` or broadcasting to it)."""
+    mean = torch.from_numpy(q).float() / MEAN_STEPS
+    log_scale = torch.from_numpy(LOGSCALE_MIN + g * LOGSCALE_STEP).float()
+    bits = logistic_log_prob(z, mean, log_scale).double().sum(dim=(1, 2, 3))
+    return (-bits / math.log(2.0)).numpy()
+
+
+def _scale_shifts(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile of a logistic stage: the log-scale shift its payload gets and the ideal bits
+    of the stage with it.
+
+    The prior network knows only what photographs it was trained on; a tile that is smoother
+    or noisier than them codes smaller with all its scales moved by the same step. The search
+    (steps ``SHIFT_SEARCH``) compares the ideal bits of a quarter of the latents (every other
+    row and column), which is enough to choose and a quarter of the work.
+    """
+    zs, qs, gs = z[:, :, ::2, ::2], q[:, :, ::2, ::2], g[:, :, ::2, ::2]
+    best = np.zeros(z.shape[0], dtype=np.int64)
+    bits = _grid_bits(zs, qs, gs)
+    for step in SHIFT_SEARCH:
+        centre = best.copy()
+        for candidate in (centre - step, centre + step):
+            shifted = np.clip(gs + candidate[:, None, None, None], 0, LOGSCALE_COUNT - 1)
+            trial = _grid_bits(zs, qs, shifted)
+            better = trial < bits
+            best[better], bits[better] = candidate[better], trial[better]
+    shifted = np.clip(g + best[:, None, None, None], 0, LOGSCALE_COUNT - 1)
+    return best, _grid_bits(z, q, shifted)
+
+
+def _logistic_stage(payload: bytes | memoryview, tile: int) -> tuple[int, bytes | memoryview]:
+    """The log-scale shift and the ANS stream of a logistic-stage ``payload``."""
+    if not len(payload):
+        raise CorruptFile(f"corrupt .idf file: tile {tile} has an empty flow stage")
+    return _SHIFT.unpack_from(payload)[0], payload[1:]
 
 
 @dataclass
@@ -413,11 +457,13 @@ def _encode_group(
                     payloads[i].append(head + entropy.encode(values[i], ids, offsets, tableset))
                     ideal[i] += bits
                 continue
-            tableset, ids, offsets = _stream_parameters(flow, prior)
+            q, g = _grid_point(prior)
+            shifts, bits = _scale_shifts(z, q, g)
             for i in range(len(batch)):
-                payloads[i].append(entropy.encode(values[i], ids[i], offsets[i], tableset))
-                sub = LogisticPrior(prior.mean[i : i + 1], prior.log_scale[i : i + 1])
-                ideal[i] += _ideal_bits(flow, sub, z[i : i + 1])
+                ids, offsets = _shifted(q[i], g[i], int(shifts[i]))
+                stream = entropy.encode(values[i], ids, offsets, _logistic_tableset())
+                payloads[i].append(_SHIFT.pack(shifts[i]) + stream)
+                ideal[i] += 8.0 + bits[i]
         for i, tile in enumerate(batch):
             core = [core_of(plane, tile, side)]
             flow_size = sum(map(len, payloads[i]))
@@ -564,8 +610,8 @@ class _BatchDecoder:
         if first:
             z = np.empty(prior.shape, dtype=np.int64)
         else:
-            tableset, ids, offsets = _stream_parameters(self.flow, prior)
-            z = np.empty(ids.shape, dtype=np.int64)
+            q, g = _grid_point(prior)
+            z = np.empty(q.shape, dtype=np.int64)
         for i, tile in enumerate(self.batch):
             entry = self.entries.get((self.group, tile.index, self.stages - s))
             if entry is None:
@@ -578,7 +624,9 @@ class _BatchDecoder:
                 )
                 z[i] = entropy.decode(stream, tile_ids, tile_offsets, tables)
             else:
-                z[i] = entropy.decode(payload, ids[i], offsets[i], tableset)
+                shift, stream = _logistic_stage(payload, tile.index)
+                ids, offsets = _shifted(q[i], g[i], shift)
+                z[i] = entropy.decode(stream, ids, offsets, _logistic_tableset())
         if np.abs(z).max(initial=0) > MAX_LATENT:
             raise CorruptFile("corrupt data: decoded latents out of range")
         self.staged.push(torch.from_numpy(z).float())

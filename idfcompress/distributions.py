@@ -8,7 +8,7 @@ the entropy coder hand the exact integer weights to constriction.
 Two families exist:
 
 * the discretized logistic grid (:func:`logistic_tables`), indexed by a table id obtained from
-  :func:`quantize_logistic`;
+  :func:`quantize_logistic` (or :func:`logistic_indices` and :func:`grid_ids`);
 * per-channel mixtures of discretized logistics over a fixed value range
   (:func:`mixture_table`).
 """
@@ -38,6 +38,7 @@ __all__ = [
     "grid_ids",
     "heaviest_fit_weight",
     "logistic_grid_fingerprint",
+    "logistic_indices",
     "logistic_tables",
     "mixture_table",
     "quantize_logistic",
@@ -197,6 +198,12 @@ def quantize_logistic(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarr
     A value x is coded as bin ``x - offset`` of table ``table_id``. NaN maps to 0, means are
     clipped to +-MEAN_LIMIT and log-scales to the grid's range.
     """
+    return grid_ids(*logistic_indices(mean, log_scale))
+
+
+def logistic_indices(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grid point of logistic parameters of any shape: the mean in 16ths ``q`` and the
+    log-scale index ``g`` (int64 arrays; :func:`grid_ids` turns them into tables)."""
     mean = np.asarray(mean, dtype=np.float64)
     log_scale = np.asarray(log_scale, dtype=np.float64)
     if mean.shape != log_scale.shape:
@@ -205,7 +212,7 @@ def quantize_logistic(mean: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarr
     q = np.floor(m * MEAN_STEPS).astype(np.int64)
     ls = np.clip(np.nan_to_num(log_scale, nan=0.0), LOGSCALE_MIN - 1.0, LOGSCALE_MAX + 1.0)
     gf = np.clip(np.rint((ls - LOGSCALE_MIN) / LOGSCALE_STEP), 0, LOGSCALE_COUNT - 1)
-    return grid_ids(q, gf.astype(np.int64))
+    return q, gf.astype(np.int64)
 
 
 def grid_ids(q: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -74,18 +74,22 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
     for batch in codec.tile_batches(tiles, flow.config.granularity):
         x = codec._tile_tensor(plane, batch, flow.config.granularity)
         parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in batch]
-        heads = [0] * len(batch)  # the first stage's leading bytes, in the one stream too
+        heads = [0] * len(batch)  # the stages' leading bytes, in the one stream too
         for z, prior in flow.coding_stages(x):
             values = z.to(torch.int64).numpy()
+            if not isinstance(prior, MixturePrior):  # the file's log-scale shifts
+                q, g = codec._grid_point(prior)
+                shifts = codec._scale_shifts(z, q, g)[0]
             for i in range(len(batch)):
                 if isinstance(prior, MixturePrior):  # the file's choice: mixtures or fitted
                     head, _, ids, offsets, _ = codec._first_stage(flow, z[i : i + 1])
-                    heads[i] = len(head)
-                    shift = 0 if head[0] == codec.TOP_MIXTURE else n_mix
+                    heads[i] += len(head)
+                    base = 0 if head[0] == codec.TOP_MIXTURE else n_mix
                 else:
-                    _, all_ids, all_offsets = codec._stream_parameters(flow, prior)
-                    ids, offsets, shift = all_ids[i], all_offsets[i], n_mix
-                parts[i].append((values[i].ravel(), ids.ravel() + shift, offsets.ravel()))
+                    ids, offsets = codec._shifted(q[i], g[i], int(shifts[i]))
+                    heads[i] += 1
+                    base = n_mix
+                parts[i].append((values[i].ravel(), ids.ravel() + base, offsets.ravel()))
         for i, tile in enumerate(batch):
             if tile.index in raw:
                 continue

@@ -335,3 +335,39 @@ def test_invalid_first_stage_priors_are_corrupt(tiny_models, rng):
     ):  # too short for its core (checked first, from the chunk table) or an invalid prior
         with pytest.raises(CorruptFile, match="first.stage"):
             ic.decompress(_rewrite_payload(data, index, lambda _p, forged=forged: forged))
+
+
+def test_scale_shift_search_finds_the_scale_the_latents_have():
+    """Latents drawn with log-scales 4/16 wider and 6/16 narrower than their prior says get
+    shifts of about +4 and -6, and code in fewer bits with them."""
+    gen = torch.Generator().manual_seed(5)
+    shape = (2, 3, 32, 32)
+    q = np.full(shape, 16 * 3)  # mean 3
+    g = np.full(shape, 80)  # log-scale -3 + 80/16 = 2
+    u = torch.rand(shape, generator=gen, dtype=torch.float64).clamp(1e-9, 1 - 1e-9)
+    noise = torch.log(u) - torch.log1p(-u)  # standard logistic
+    scales = torch.tensor([2.0 + 4 / 16, 2.0 - 6 / 16]).exp().view(2, 1, 1, 1)
+    z = torch.round(3.0 + noise * scales).float()
+    shifts, bits = codec._scale_shifts(z, q, g)
+    assert abs(shifts[0] - 4) <= 1 and abs(shifts[1] + 6) <= 1
+    for i, s in enumerate(shifts):
+        one = slice(i, i + 1)
+        assert bits[i] < codec._grid_bits(z[one], q[one], g[one])[0]
+        assert bits[i] == pytest.approx(codec._grid_bits(z[one], q[one], g[one] + s)[0])
+
+
+def test_logistic_stages_carry_their_shift_and_the_decoder_applies_it(tiny_models, rng):
+    image = smooth_image(rng, 64, 64, 3)
+    data = ic.compress_with_stats(image, tile_size=32, allow_raw=False)[0]
+    header, chunks = container.read(data)
+    first = max(e.kind for e, _ in chunks)
+    logistic = [i for i, (e, _) in enumerate(chunks) if 1 <= e.kind < first]
+    assert logistic and all(len(chunks[i][1]) >= 1 for i in logistic)
+    index = logistic[0]
+    other = bytes([(chunks[index][1][0] + 3) % 256])
+    forged = _rewrite_payload(data, index, lambda p: other + p[1:])
+    with pytest.raises(CorruptFile):  # other tables: the entropy decoder goes astray
+        ic.decompress(forged)
+    empty = _rewrite_payload(data, index, lambda _p: b"")
+    with pytest.raises(CorruptFile, match="empty flow stage|too short|lacks"):
+        ic.decompress(empty)

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from PIL import Image
 
 from .config import ModelConfig
+from .container import FORMAT_VERSION
 from .flow import IntegerFlow
 from .model_io import save_model
 
@@ -449,6 +450,7 @@ class Trainer:
                 "images": len(files),
                 "ideal_bpsp": round(validation_bits(flow, files), 4),
                 "file_bpsp": round(validation_file_bits(flow, files), 4),
+                "file_format": FORMAT_VERSION,
             }
         card = {
             "name": settings.name,

@@ -12,7 +12,7 @@ from conftest import TINY, smooth_image
 from PIL import Image
 
 import idfcompress as ic
-from idfcompress import model_io
+from idfcompress import container, model_io
 from idfcompress.config import ModelConfig
 from idfcompress.training import (
     CropSampler,
@@ -87,6 +87,7 @@ def test_training_lowers_the_loss_and_exports(tmp_path, photo_dirs):
     card = json.loads(weights.with_suffix(".json").read_text())
     assert card["sha256"] == model_io.file_sha256(weights).hex()
     assert card["training"]["steps"] == 60
+    assert all(v["file_format"] == container.FORMAT_VERSION for v in card["validation"].values())
     flow = model_io.load_flow(weights)
     assert flow.config == trainer.config
 

@@ -279,7 +279,7 @@ def _first_stage(
     mixture = MixturePrior(tuple(z.shape))
     tableset, ids, offsets = _stream_parameters(flow, mixture)
     head = bytes([TOP_MIXTURE])
-    choice = (head, tableset, ids[0], offsets[0], 8.0 + _ideal_bits(flow, mixture, z))
+    choice = (head, tableset, ids[0], offsets[0], 8.0 + _mixture_bits(flow, z))
     q, g, _ = fit_logistic(z[0].to(torch.int64).numpy().reshape(z.shape[1], -1))
     if np.abs(q).max() < _Q_BIAS:
         head = bytes([TOP_LOGISTIC]) + g.astype(np.uint8).tobytes()
@@ -337,12 +337,9 @@ def _grid_point(prior: LogisticPrior) -> tuple[np.ndarray, np.ndarray]:
     return logistic_indices(prior.mean.double().numpy(), prior.log_scale.double().numpy())
 
 
-def _ideal_bits(flow: IntegerFlow, prior: Prior, z: torch.Tensor) -> float:
-    if isinstance(prior, MixturePrior):
-        log_prob = flow.mixture_log_prob(z)
-    else:
-        log_prob = logistic_log_prob(z, prior.mean, prior.log_scale)
-    return float(-log_prob.double().sum() / np.log(2.0))
+def _mixture_bits(flow: IntegerFlow, z: torch.Tensor) -> float:
+    """Ideal bits of first-stage latents ``z`` under the model's mixtures."""
+    return float(-flow.mixture_log_prob(z).double().sum() / np.log(2.0))
 
 
 def _shifted(q: np.ndarray, g: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:

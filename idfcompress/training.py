@@ -79,7 +79,8 @@ class CropSampler:
 def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
     """Bits per subpixel of whole images tiled as the codec tiles them: the ideal bits of the
     tiles' cores as the codec codes them (``codec.core_ideal_bits``: the model's priors, a
-    fitted first stage where it is smaller) plus the real size of their margins' payloads."""
+    fitted first stage where it is smaller, each other stage's log-scale shift) plus the real
+    size of their margins' payloads."""
     from .codec import core_ideal_bits, core_of, margin_shapes, margins_of, tiles_of
     from .regions import encode_regions
 

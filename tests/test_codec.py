@@ -307,7 +307,7 @@ def test_fitted_first_stage_is_chosen_only_when_smaller(tiny_models, rng):
     with torch.no_grad():
         z = flow.coding_stages(x)[0][0]
         head, _, _, _, bits = codec._first_stage(flow, z)
-        mixture = codec._ideal_bits(flow, codec.MixturePrior(tuple(z.shape)), z)
+        mixture = codec._mixture_bits(flow, z)
     assert bits <= mixture + 8  # the mixture's payload has its one leading byte
     assert head[0] == (codec.TOP_LOGISTIC if bits < mixture + 8 else codec.TOP_MIXTURE)
     assert len(head) == (1 + 3 * z.shape[1] if head[0] == codec.TOP_LOGISTIC else 1)

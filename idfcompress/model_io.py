@@ -17,7 +17,7 @@ from .errors import ModelError
 from .flow import IntegerFlow
 
 # The model used for each channel count when none is named.
-DEFAULT_MODELS = {3: "idf-rgb-c1", 1: "idf-gray-c1"}
+DEFAULT_MODELS = {3: "idf-rgb-c1", 1: "idf-gray-c2"}
 MODELS_ENV = "IDFC_MODELS"
 
 

@@ -130,12 +130,15 @@ def main() -> None:
         )
     if not args.export_only:
         trainer.run()
+    if torch.distributed.is_initialized():
+        # all processes leave together, before the first one exports on its own: a process
+        # that tore its group down while another still used it died with SIGABRT in gloo
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     if trainer.rank == 0:
         path = trainer.export(args.export_val_limit)
         card = json.loads(path.with_suffix(".json").read_text())
         print(json.dumps(card["validation"], indent=1))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

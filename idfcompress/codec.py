@@ -342,10 +342,15 @@ def _mixture_bits(flow: IntegerFlow, z: torch.Tensor) -> float:
     return float(-flow.mixture_log_prob(z).double().sum() / np.log(2.0))
 
 
+def _moved(g: np.ndarray, shift: int | np.ndarray) -> np.ndarray:
+    """Log-scale indices ``g`` moved by a stage's ``shift`` (broadcast), kept on the grid."""
+    return np.clip(g + shift, 0, LOGSCALE_COUNT - 1)
+
+
 def _shifted(q: np.ndarray, g: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
     """Table ids and offsets of the grid logistics ``(q, g)`` with every log-scale index
-    moved by ``shift`` (kept on the grid)."""
-    return grid_ids(q, np.clip(g + shift, 0, LOGSCALE_COUNT - 1))
+    moved by ``shift``."""
+    return grid_ids(q, _moved(g, shift))
 
 
 def _grid_bits(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -372,12 +377,10 @@ def _scale_shifts(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> tuple[np.nda
     for step in SHIFT_SEARCH:
         centre = best.copy()
         for candidate in (centre - step, centre + step):
-            shifted = np.clip(gs + candidate[:, None, None, None], 0, LOGSCALE_COUNT - 1)
-            trial = _grid_bits(zs, qs, shifted)
+            trial = _grid_bits(zs, qs, _moved(gs, candidate[:, None, None, None]))
             better = trial < bits
             best[better], bits[better] = candidate[better], trial[better]
-    shifted = np.clip(g + best[:, None, None, None], 0, LOGSCALE_COUNT - 1)
-    return best, _grid_bits(z, q, shifted)
+    return best, _grid_bits(z, q, _moved(g, best[:, None, None, None]))
 
 
 def _logistic_stage(payload: bytes | memoryview, tile: int) -> tuple[int, bytes | memoryview]:

@@ -70,25 +70,32 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
     combined = entropy.TableSet(
         [mixture.table(t) for t in range(n_mix)] + [logistic.table(t) for t in range(len(logistic))]
     )
+    payloads = {(e.tile, e.kind): p for e, p in container.read(data)[1]}
     single = {}
     for batch in codec.tile_batches(tiles, flow.config.granularity):
         x = codec._tile_tensor(plane, batch, flow.config.granularity)
         parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in batch]
         heads = [0] * len(batch)  # the stages' leading bytes, in the one stream too
-        for z, prior in flow.coding_stages(x):
+        for s, (z, prior) in enumerate(flow.coding_stages(x)):
             values = z.to(torch.int64).numpy()
-            if not isinstance(prior, MixturePrior):  # the file's log-scale shifts
+            first = isinstance(prior, MixturePrior)
+            if not first:
                 q, g = codec._grid_point(prior)
-                shifts = codec._scale_shifts(z, q, g)[0]
-            for i in range(len(batch)):
-                if isinstance(prior, MixturePrior):  # the file's choice: mixtures or fitted
-                    head, _, ids, offsets, _ = codec._first_stage(flow, z[i : i + 1])
-                    heads[i] += len(head)
-                    base = 0 if head[0] == codec.TOP_MIXTURE else n_mix
-                else:
-                    ids, offsets = codec._shifted(q[i], g[i], int(shifts[i]))
-                    heads[i] += 1
+            for i, tile in enumerate(batch):
+                payload = payloads.get((tile.index, stages - s))
+                if payload is None:  # a raw core
+                    continue
+                if first:  # the file's choice: mixtures or fitted
+                    shape = (1, *z.shape[1:])
+                    _, ids, offsets, stream = codec._first_stage_streams(
+                        flow, payload, shape, tile.index
+                    )
+                    base = 0 if payload[0] == codec.TOP_MIXTURE else n_mix
+                else:  # the file's log-scale shift
+                    shift, stream = codec._logistic_stage(payload, tile.index)
+                    ids, offsets = codec._shifted(q[i], g[i], shift)
                     base = n_mix
+                heads[i] += len(payload) - len(stream)
                 parts[i].append((values[i].ravel(), ids.ravel() + base, offsets.ravel()))
         for i, tile in enumerate(batch):
             if tile.index in raw:

@@ -45,9 +45,21 @@ def load_pixels(path: Path, channels: int) -> np.ndarray:
 
 
 class CropSampler:
-    """Random crops with flips from images held in memory, drawn in proportion to area."""
+    """Random crops with flips from images held in memory, drawn in proportion to area.
 
-    def __init__(self, files: Sequence[Path], channels: int, crop: int, seed: int):
+    With ``upscale`` above 1, a share ``upscale_share`` of the crops is cut smaller and
+    enlarged (bicubic) by a random factor between 1 and ``upscale``: pixel-scale content as
+    smooth as a full-resolution camera image's, which the box-reduced photographs lack."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        channels: int,
+        crop: int,
+        seed: int,
+        upscale: float = 1.0,
+        upscale_share: float = 0.0,
+    ):
         self.images = [
             a for a in (load_pixels(f, channels) for f in files) if min(a.shape[:2]) >= crop
         ]
@@ -56,6 +68,8 @@ class CropSampler:
         areas = np.array([a.shape[0] * a.shape[1] for a in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
         self.crop = crop
+        self.upscale = upscale
+        self.upscale_share = upscale_share
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -65,14 +79,25 @@ class CropSampler:
     def batch(self, size: int) -> torch.Tensor:
         crops = []
         for index in self.rng.choice(len(self.images), size=size, p=self.weights):
-            image = self.images[index]
-            y = self.rng.integers(0, image.shape[0] - self.crop + 1)
-            x = self.rng.integers(0, image.shape[1] - self.crop + 1)
-            patch = image[y : y + self.crop, x : x + self.crop]
+            patch = self._patch(self.images[index])
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             crops.append(patch.transpose(2, 0, 1))
         return torch.from_numpy(np.ascontiguousarray(np.stack(crops))).float()
+
+    def _patch(self, image: np.ndarray) -> np.ndarray:
+        side = self.crop
+        if self.upscale > 1 and self.rng.random() < self.upscale_share:
+            side = math.ceil(self.crop / self.rng.uniform(1.0, self.upscale))
+        y = self.rng.integers(0, image.shape[0] - side + 1)
+        x = self.rng.integers(0, image.shape[1] - side + 1)
+        patch = image[y : y + side, x : x + side]
+        if side == self.crop:
+            return patch
+        channels = patch.shape[2]
+        small = Image.fromarray(patch[:, :, 0] if channels == 1 else patch)
+        large = small.resize((self.crop, self.crop), Image.Resampling.BICUBIC)
+        return np.asarray(large).reshape(self.crop, self.crop, channels)
 
 
 @torch.no_grad()
@@ -135,6 +160,8 @@ class TrainSettings:
     minutes: float = 0.0  # > 0: a wall-clock budget; the schedule then follows elapsed time
     batch: int = 16
     crop: int = 64
+    upscale: float = 1.0
+    upscale_share: float = 0.0
     lr: float = 1e-3
     warmup: int = 300
     final_lr_fraction: float = 0.05
@@ -200,6 +227,8 @@ class Trainer:
             config.in_channels,
             settings.crop,
             settings.seed + self.rank,  # each process draws its own crops
+            settings.upscale,
+            settings.upscale_share,
         )
         self.val_files = image_files(settings.val)
         self.step = 0
@@ -466,6 +495,8 @@ class Trainer:
                 "batch": self.trained_settings["batch"],
                 "processes": self.world,
                 "crop": self.trained_settings["crop"],
+                "upscale": self.trained_settings.get("upscale", 1.0),
+                "upscale_share": self.trained_settings.get("upscale_share", 0.0),
                 "lr": self.trained_settings["lr"],
                 "ema": self.trained_settings["ema"],
                 "qat": self.trained_settings["qat"],

@@ -43,6 +43,8 @@ HELP = {
     "minutes": "wall-clock budget; > 0: stop there, the schedule follows the clock",
     "batch": "crops per step (per process under torchrun)",
     "crop": "side of the square training crops, a multiple of 2**levels",
+    "upscale": "largest factor by which a crop is enlarged (bicubic); 1: never",
+    "upscale_share": "share of the crops enlarged, by a factor drawn between 1 and --upscale",
     "lr": "peak learning rate (Adam)",
     "warmup": "steps of linear warm-up",
     "final_lr_fraction": "the cosine decay ends at this share of --lr",

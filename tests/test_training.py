@@ -99,6 +99,21 @@ def test_crops_have_the_requested_shape(photo_dirs):
     assert batch.min() >= 0 and batch.max() <= 255
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_enlarged_crops_are_smoother(tmp_path, channels):
+    noise = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    files = image_files([tmp_path])
+    plain = CropSampler(files, channels, 32, seed=0).batch(8)
+    enlarged = CropSampler(files, channels, 32, seed=0, upscale=4.0, upscale_share=1.0).batch(8)
+    assert enlarged.shape == plain.shape == (8, channels, 32, 32)
+
+    def roughness(batch: torch.Tensor) -> float:
+        return float((batch[..., 1:] - batch[..., :-1]).abs().mean())
+
+    assert roughness(enlarged) < 0.7 * roughness(plain)
+
+
 def test_learning_rate_warms_up_then_decays():
     s = TrainSettings(
         name="x", train=[], val=[], steps=100, warmup=10, lr=1.0, final_lr_fraction=0.1

@@ -25,7 +25,15 @@ import numpy as np
 from .distributions import MAX_TABLE_SIZE, quantize_weights
 from .errors import CorruptFile
 
-__all__ = ["MAX_ABS_VALUE", "TableSet", "decode", "encode", "ideal_bits_of_tables"]
+__all__ = [
+    "MAX_ABS_VALUE",
+    "SegmentDecoder",
+    "TableSet",
+    "decode",
+    "encode",
+    "encode_segments",
+    "ideal_bits_of_tables",
+]
 
 MAX_ABS_VALUE = 1 << 60
 """Values and offsets must lie in [-MAX_ABS_VALUE, MAX_ABS_VALUE]."""
@@ -152,6 +160,56 @@ def encode(
     Raises ValueError on mismatched shapes, unknown table ids, non-integer input or values or
     offsets beyond +-MAX_ABS_VALUE.
     """
+    return encode_segments([(values, table_ids, offsets)], tables)
+
+
+def encode_segments(
+    segments: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: TableSet
+) -> bytes:
+    """One payload of several ``(values, table_ids, offsets)`` segments, each laid out as
+    :func:`encode` lays out its values, segment after segment in the order the decoder pops
+    them (:class:`SegmentDecoder`); the same argument checks as :func:`encode`."""
+    checked = [_check_segment(v, t, o, tables) for v, t, o in segments]
+    coder = _AnsCoder()
+    if not checked:
+        return b""
+    x, tid, off = (np.concatenate(parts) for parts in zip(*checked, strict=True))
+    if x.size == 0:
+        return b""
+    counts = np.array([c[0].size for c in checked], dtype=np.int64)
+    segment = np.repeat(np.arange(counts.size), counts)
+    b = x - off
+    last = tables.sizes[tid] - 1
+    bins = np.clip(b, 0, last).astype(np.int32)
+    escaped = (b <= 0) | (b >= last)
+
+    # Bins of each segment grouped by ascending table id, then its overflows; pushed in
+    # reverse so that the decoder pops segment after segment.
+    order = np.lexsort((tid, segment))
+    sorted_bins, sorted_tid, sorted_segment = bins[order], tid[order], segment[order]
+    run_starts = np.flatnonzero(
+        np.diff(sorted_tid, prepend=-1) | np.diff(sorted_segment, prepend=-1)
+    )
+    run_ends = np.append(run_starts[1:], x.size)
+    first_run = np.searchsorted(sorted_segment[run_starts], np.arange(counts.size + 1)).tolist()
+    has_escapes = np.bincount(segment[escaped], minlength=counts.size).tolist()
+    segment_starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    runs = list(
+        zip(run_starts.tolist(), run_ends.tolist(), sorted_tid[run_starts].tolist(), strict=True)
+    )
+    for k in range(counts.size - 1, -1, -1):
+        if has_escapes[k]:
+            lo, hi = segment_starts[k], segment_starts[k + 1]
+            esc = np.flatnonzero(escaped[lo:hi]) + lo
+            _push_overflows(coder, b[esc], last[esc])
+        for start, stop, t in reversed(runs[first_run[k] : first_run[k + 1]]):
+            coder.encode_reverse(sorted_bins[start:stop], tables.model(t))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _check_segment(
+    values: np.ndarray, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = np.asarray(values)
     tid, off = _check_args(table_ids, offsets, tables)
     if values.shape != np.shape(table_ids):
@@ -161,39 +219,22 @@ def encode(
     if values.size and not np.issubdtype(values.dtype, np.integer):
         raise ValueError("values must be integers")
     x = values.reshape(-1).astype(np.int64, copy=False)
-    coder = _AnsCoder()
-    if x.size == 0:
-        return b""
-    if np.abs(x).max() > MAX_ABS_VALUE:
+    if x.size and np.abs(x).max() > MAX_ABS_VALUE:
         raise ValueError(f"values must lie within +-{MAX_ABS_VALUE}")
+    return x, tid, off
 
-    b = x - off
-    last = tables.sizes[tid] - 1
-    bins = np.clip(b, 0, last)
 
-    # Overflows (pushed first: popped last).
-    esc = np.flatnonzero((b <= 0) | (b >= last))
-    if esc.size:
-        u = np.where(b[esc] <= 0, -b[esc], b[esc] - last[esc])
-        v = u + 1
-        lengths = _bit_length_minus_one(v)
-        owner, shift, nbits = _chunk_layout(lengths)
-        if owner.size:
-            chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
-            sizes = (np.int64(1) << nbits).astype(np.int32)
-            coder.encode_reverse(chunks.astype(np.int32), _CHUNK_FAMILY, sizes)
-        coder.encode_reverse(lengths.astype(np.int32), _LENGTH_MODEL)
-
-    # Bins, groups in descending table id.
-    order, present, ends = _group(tid, len(tables))
-    sorted_bins = bins[order].astype(np.int32)
-    starts = ends - np.diff(ends, prepend=0)
-    for t, s, e in zip(
-        present[::-1].tolist(), starts[::-1].tolist(), ends[::-1].tolist(), strict=True
-    ):
-        coder.encode_reverse(sorted_bins[s:e], tables.model(t))
-
-    return coder.get_compressed().astype("<u4").tobytes()
+def _push_overflows(coder: object, b: np.ndarray, last: np.ndarray) -> None:
+    """Pushes the overflow lengths and chunks of escaped bins ``b`` (before their bins)."""
+    u = np.where(b <= 0, -b, b - last)
+    v = u + 1
+    lengths = _bit_length_minus_one(v)
+    owner, shift, nbits = _chunk_layout(lengths)
+    if owner.size:
+        chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
+        sizes = (np.int64(1) << nbits).astype(np.int32)
+        coder.encode_reverse(chunks.astype(np.int32), _CHUNK_FAMILY, sizes)
+    coder.encode_reverse(lengths.astype(np.int32), _LENGTH_MODEL)
 
 
 def decode(data: bytes, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet) -> np.ndarray:
@@ -204,59 +245,88 @@ def decode(data: bytes, table_ids: np.ndarray, offsets: np.ndarray, tables: Tabl
     may give wrong values (the container's checksums catch those). Raises ValueError on
     invalid arguments (as :func:`encode`).
     """
-    shape = np.shape(table_ids)
-    tid, off = _check_args(table_ids, offsets, tables)
-    data = bytes(data)
-    if len(data) % 4:
-        raise CorruptFile("entropy-coded payload length is not a multiple of 4")
+    decoder = SegmentDecoder(data, tables)
+    values = decoder.decode(table_ids, offsets)
+    decoder.finish()
+    return values
+
+
+class SegmentDecoder:
+    """Pops the segments of an :func:`encode_segments` payload one by one, each with table
+    ids and offsets the caller may derive from the segments before it.
+
+    ``decode`` raises CorruptFile when the payload cannot be decoded (ValueError on invalid
+    arguments); ``finish`` when data is left after the last segment."""
+
+    def __init__(self, data: bytes, tables: TableSet) -> None:
+        data = bytes(data)
+        if len(data) % 4:
+            raise CorruptFile("entropy-coded payload length is not a multiple of 4")
+        self._tables = tables
+        try:
+            self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as e:  # constriction panics derive from BaseException
+            raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
+
+    def decode(self, table_ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """The next segment's values (int64, shape of ``table_ids``)."""
+        shape = np.shape(table_ids)
+        tid, off = _check_args(table_ids, offsets, self._tables)
+        try:
+            x = _pop(self._coder, tid, off, self._tables)
+        except CorruptFile:
+            raise
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as e:  # constriction panics derive from BaseException
+            raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
+        if x.size and np.abs(x).max() > MAX_ABS_VALUE:
+            raise CorruptFile("entropy-coded payload decodes to out-of-range values")
+        return x.reshape(shape)
+
+    def finish(self) -> None:
+        """Checks that the payload held nothing after the segments decoded."""
+        if not self._coder.is_empty():
+            raise CorruptFile("entropy-coded payload has data left after decoding")
+
+
+def _pop(coder: object, tid: np.ndarray, off: np.ndarray, tables: TableSet) -> np.ndarray:
     # Fixed before decoding so that corrupt data can't make them fail.
     sizes = tables.sizes
     order, present, ends = _group(tid, len(tables))
     starts = ends - np.diff(ends, prepend=0)
     models = [tables.model(t) for t in present.tolist()]
+    sorted_bins = np.empty(tid.size, dtype=np.int32)
+    for m, s, e in zip(models, starts.tolist(), ends.tolist(), strict=True):
+        sorted_bins[s:e] = coder.decode(m, e - s)
+    bins = np.empty(tid.size, dtype=np.int64)
+    bins[order] = sorted_bins
+    last = sizes[tid] - 1
+    if np.any(bins < 0) or np.any(bins > last):
+        raise CorruptFile("entropy decoder produced an out-of-range bin")
 
-    try:
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        coder = _AnsCoder(words)
-        sorted_bins = np.empty(tid.size, dtype=np.int32)
-        for m, s, e in zip(models, starts.tolist(), ends.tolist(), strict=True):
-            sorted_bins[s:e] = coder.decode(m, e - s)
-        bins = np.empty(tid.size, dtype=np.int64)
-        bins[order] = sorted_bins
-        last = sizes[tid] - 1
-        if np.any(bins < 0) or np.any(bins > last):
-            raise CorruptFile("entropy decoder produced an out-of-range bin")
-
-        x = bins + off
-        low_esc = bins == 0
-        esc = np.flatnonzero(low_esc | (bins == last))
-        if esc.size:
-            lengths = coder.decode(_LENGTH_MODEL, esc.size).astype(np.int64)
-            if lengths.max() > _MAX_LENGTH:
-                raise CorruptFile("entropy-coded overflow is too long")
-            owner, shift, nbits = _chunk_layout(lengths)
-            v = np.int64(1) << lengths
-            if owner.size:
-                chunk_sizes = (np.int64(1) << nbits).astype(np.int32)
-                chunks = coder.decode(_CHUNK_FAMILY, chunk_sizes).astype(np.int64)
-                if np.any(chunks < 0) or np.any(chunks >= chunk_sizes):
-                    raise CorruptFile("entropy decoder produced an out-of-range chunk")
-                has = np.flatnonzero(lengths > 0)
-                firsts = np.searchsorted(owner, has)
-                v[has] |= np.bitwise_or.reduceat(chunks << shift, firsts)
-            u = v - 1
-            x[esc] = np.where(low_esc[esc], x[esc] - u, x[esc] + u)
-        if not coder.is_empty():
-            raise CorruptFile("entropy-coded payload has data left after decoding")
-    except CorruptFile:
-        raise
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except BaseException as e:  # constriction panics derive from BaseException
-        raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
-    if x.size and np.abs(x).max() > MAX_ABS_VALUE:
-        raise CorruptFile("entropy-coded payload decodes to out-of-range values")
-    return x.reshape(shape)
+    x = bins + off
+    low_esc = bins == 0
+    esc = np.flatnonzero(low_esc | (bins == last))
+    if esc.size:
+        lengths = coder.decode(_LENGTH_MODEL, esc.size).astype(np.int64)
+        if lengths.max() > _MAX_LENGTH:
+            raise CorruptFile("entropy-coded overflow is too long")
+        owner, shift, nbits = _chunk_layout(lengths)
+        v = np.int64(1) << lengths
+        if owner.size:
+            chunk_sizes = (np.int64(1) << nbits).astype(np.int32)
+            chunks = coder.decode(_CHUNK_FAMILY, chunk_sizes).astype(np.int64)
+            if np.any(chunks < 0) or np.any(chunks >= chunk_sizes):
+                raise CorruptFile("entropy decoder produced an out-of-range chunk")
+            has = np.flatnonzero(lengths > 0)
+            firsts = np.searchsorted(owner, has)
+            v[has] |= np.bitwise_or.reduceat(chunks << shift, firsts)
+        u = v - 1
+        x[esc] = np.where(low_esc[esc], x[esc] - u, x[esc] + u)
+    return x
 
 
 def ideal_bits_of_tables(

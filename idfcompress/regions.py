@@ -1,12 +1,15 @@
 """Coding of the pixel regions the flow does not code: tile margins and raw cores.
 
-A payload is a filter byte and one raw LZMA2 stream of the regions' bytes (each region an
-(H, W, C) uint8 array), region by region in row-major order (docs/FORMAT.md, "Region
-payloads"). Filter 0 stores the pixels as they are; filter 1 delta-filters each region on
-its own, without looking outside it: the first row by the left neighbour (the first pixel
-against 0), every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters).
-The encoder keeps whichever is smaller: the delta filter wins on photographs, no filter on
-synthetic images whose repeats the compressor finds. LZMA2 (Python's ``lzma``, liblzma) gave
+A payload is a filter byte and, for filters 0 and 1, one raw LZMA2 stream of the regions'
+bytes (each region an (H, W, C) uint8 array), region by region in row-major order
+(docs/FORMAT.md, "Region payloads"); filter 2 is a predictive payload (``predictive``:
+median edge prediction, a fitted logistic per context, ANS), which wins on the smooth
+camera images whose tiles the flow codes worse. Filter 0 stores the pixels as they are;
+filter 1 delta-filters each region on its own, without looking outside it: the first row by
+the left neighbour (the first pixel against 0), every other row by the pixel above, modulo
+256 (PNG's "Sub" and "Up" filters). The encoder keeps whichever payload is smallest: delta
+on photographs, no filter on synthetic images whose repeats the compressor finds,
+predictive on smooth camera images. LZMA2 (Python's ``lzma``, liblzma) gave
 7-17 % smaller payloads than zlib at level 9 on camera, film-scan and synthetic tiles, in
 about the same time, with a 1 MiB dictionary.
 """
@@ -19,12 +22,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import predictive
 from .errors import CorruptFile
 
 __all__ = [
     "DELTA_FILTER",
     "QuickEstimate",
     "NO_FILTER",
+    "PREDICTIVE",
     "decode_regions",
     "delta_filter",
     "delta_unfilter",
@@ -33,6 +38,7 @@ __all__ = [
 
 NO_FILTER = 0
 DELTA_FILTER = 1
+PREDICTIVE = 2
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 _DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
@@ -96,31 +102,40 @@ def _payload(filter_id: int, data: bytes) -> bytes:
 
 
 def encode_regions(regions: Sequence[np.ndarray]) -> bytes:
-    """The smaller payload of ``regions``: unfiltered or delta-filtered."""
-    return min((_payload(f, data) for f, data in _filtered(regions).items()), key=len)
+    """The smallest payload of ``regions``: unfiltered, delta-filtered or predictive (the
+    last made only when its estimate is within ``QuickEstimate.CLOSE`` of the others)."""
+    candidates = [_payload(f, data) for f, data in _filtered(regions).items()]
+    plan = predictive.plan(regions)
+    if plan.size <= QuickEstimate.CLOSE * min(map(len, candidates)):
+        candidates.append(bytes([PREDICTIVE]) + plan.payload())
+    return min(candidates, key=len)
 
 
 class QuickEstimate:
-    """The regions' zlib (level 6) size under their better filter: a stand-in for
-    :func:`encode_regions` at a fifth of its cost. LZMA2 payloads were 0.71 to 0.93 times
-    this size on 256-px tiles of camera, film-scan and synthetic images (and 1.19 on a tiny
-    bilevel one). :meth:`payload` then compresses only the filters whose zlib stream is
-    within ``CLOSE`` of the best one's."""
+    """A stand-in for :func:`encode_regions` at a fraction of its cost: ``size`` is the
+    smaller of the predictive plan's estimate and the regions' zlib (level 6) size under
+    their better LZMA filter. LZMA2 payloads were 0.71 to 0.93 times the zlib size on 256-px
+    tiles of camera, film-scan and synthetic images (and 1.19 on a tiny bilevel one).
+    :meth:`payload` then codes only the candidates within ``CLOSE`` of the best estimate."""
 
     CLOSE = 1.1  # at 1.0, artificial.png (synthetic, mostly raw cores) grew 0.6 %
 
     def __init__(self, regions: Sequence[np.ndarray]):
         sizes = {f: (len(zlib.compress(data, 6)), data) for f, data in _filtered(regions).items()}
-        best = min(size for size, _ in sizes.values())
-        self.filter = min(sizes, key=lambda f: sizes[f][0])
+        self._plan = predictive.plan(regions)
+        best = min(self._plan.size, *(size for size, _ in sizes.values()))
         self.size = 1 + best
+        self._predictive = self._plan.size <= self.CLOSE * best
         self._candidates = {
             f: data for f, (size, data) in sizes.items() if size <= self.CLOSE * best
         }
 
     def payload(self) -> bytes:
-        """The smallest LZMA2 payload of the regions among the filters zlib found close."""
-        return min((_payload(f, data) for f, data in self._candidates.items()), key=len)
+        """The smallest payload among the candidates the estimates found close."""
+        candidates = [_payload(f, data) for f, data in self._candidates.items()]
+        if self._predictive:
+            candidates.append(bytes([PREDICTIVE]) + self._plan.payload())
+        return min(candidates, key=len)
 
 
 def decode_regions(payload: bytes | memoryview, shapes: Sequence[tuple[int, int, int]]) -> list:
@@ -130,8 +145,10 @@ def decode_regions(payload: bytes | memoryview, shapes: Sequence[tuple[int, int,
     there (``CorruptFile`` otherwise); nothing larger than that is ever allocated.
     """
     payload = bytes(payload)
-    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER):
+    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE):
         raise CorruptFile("unknown filter" if payload else "empty payload")
+    if payload[0] == PREDICTIVE:
+        return predictive.decode(payload[1:], shapes)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
     flat = np.frombuffer(data, np.uint8)
     regions, start = [], 0

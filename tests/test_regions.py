@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from idfcompress import regions
+from idfcompress import predictive, regions
 from idfcompress.errors import CorruptFile
 
 shapes = st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(1, 4))
@@ -31,30 +31,40 @@ def test_filter_is_sub_on_the_first_row_and_up_below():
     assert np.array_equal(regions.delta_unfilter(regions.delta_filter(region)), region)
 
 
-def test_the_smaller_filter_is_chosen(rng):
+def _candidates(region: np.ndarray) -> dict[int, int]:
+    """Payload size under each filter."""
+    return {
+        regions.NO_FILTER: 1 + len(regions.compress(region.tobytes())),
+        regions.DELTA_FILTER: 1 + len(regions.compress(regions.delta_filter(region).tobytes())),
+        regions.PREDICTIVE: 1 + len(predictive.plan([region]).payload()),
+    }
+
+
+def test_the_smallest_payload_is_chosen(rng):
     y, x = np.mgrid[0:64, 0:64]
-    ramp = ((x * 3 + y * 2) % 256).astype(np.uint8)[:, :, None]  # photo-like: delta wins
-    payload = regions.encode_regions([ramp])
-    assert payload[0] == regions.DELTA_FILTER
-    assert len(payload) < len(regions.compress(ramp.tobytes())) / 4
+    ramp = ((x * 3 + y * 2) % 256).astype(np.uint8)[:, :, None]  # photo-like
     dots = rng.choice(np.array([0, 255], np.uint8), (64, 64, 1))  # two values: no filter wins
-    payload = regions.encode_regions([dots])
-    assert payload[0] == regions.NO_FILTER
-    assert len(payload) == 1 + len(regions.compress(dots.tobytes()))
+    smooth = np.clip(128 + 0.05 * (x - 32) * (y - 20) + rng.normal(0, 1.5, x.shape), 0, 255)
+    smooth = smooth.astype(np.uint8)[:, :, None]  # prediction wins
+    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.PREDICTIVE)):
+        sizes = _candidates(region)
+        payload = regions.encode_regions([region])
+        assert payload[0] == expected == min(sizes, key=sizes.get)
+        assert len(payload) == sizes[expected]
+    assert len(regions.encode_regions([ramp])) == min(_candidates(ramp).values())
 
 
-def test_quick_estimate_picks_the_filter_its_payload_uses(rng):
+def test_quick_estimate_payloads_decode_and_are_close_to_the_best(rng):
     y, x = np.mgrid[0:64, 0:64]
     ramp = ((x * 3 + y * 2) % 256).astype(np.uint8)[:, :, None]
     dots = rng.choice(np.array([0, 255], np.uint8), (64, 64, 1))
-    for region, expected in ((ramp, regions.DELTA_FILTER), (dots, regions.NO_FILTER)):
+    smooth = np.clip(100 + x + rng.normal(0, 2, x.shape), 0, 255).astype(np.uint8)
+    for region in (ramp, dots, np.repeat(smooth[:, :, None], 3, axis=2)):
         estimate = regions.QuickEstimate([region])
-        assert estimate.filter == expected
         payload = estimate.payload()
-        assert payload[0] == expected
-        filtered = regions.delta_filter(region) if expected == regions.DELTA_FILTER else region
-        assert estimate.size == 1 + len(zlib.compress(filtered.tobytes(), 6))
         assert np.array_equal(regions.decode_regions(payload, [region.shape])[0], region)
+        assert len(payload) <= 1.1 * min(_candidates(region).values()) + 8
+        assert estimate.size <= 1 + len(zlib.compress(regions.delta_filter(region).tobytes(), 6))
 
 
 @pytest.mark.parametrize(
@@ -62,7 +72,8 @@ def test_quick_estimate_picks_the_filter_its_payload_uses(rng):
     [
         b"",
         b"\x01not lzma",
-        b"\x02" + regions.compress(bytes(12)),
+        b"\x03" + regions.compress(bytes(12)),
+        b"\x02" + bytes(11),
         regions.compress(bytes(12)),
         b"\x00" + zlib.compress(bytes(12)),
         b"\x00" + regions.compress(bytes(11)),

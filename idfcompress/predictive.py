@@ -87,7 +87,8 @@ class Plan:
 
     def __init__(self, regions: Sequence[np.ndarray]) -> None:
         self._head = bytearray()
-        self._segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # per region: residuals, table ids and offsets in coding order, diagonal boundaries
+        self._regions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         bits = 0.0
         for region in regions:
             h, w = region.shape[:2]
@@ -110,13 +111,23 @@ class Plan:
             self._head += np.stack([medians, g.astype(np.uint8)], axis=1).tobytes()
             ids, offsets = grid_ids(q, g)
             bounds = np.cumsum([d.size for d in diagonals])[:-1]
-            for r, c in zip(np.split(residual, bounds), np.split(context, bounds), strict=True):
-                self._segments.append((r, ids[c], offsets[c]))
+            self._regions.append((residual, ids[context], offsets[context], bounds))
         self.size = len(self._head) + int(np.ceil(bits / 8)) + 4
 
     def payload(self) -> bytes:
         """The regions' predictive payload (:func:`decode` reads it)."""
-        return bytes(self._head) + entropy.encode_segments(self._segments, _tables())
+        # split into diagonals only here: most plans are estimates that are never coded
+        segments = [
+            part
+            for values, ids, offsets, bounds in self._regions
+            for part in zip(
+                np.split(values, bounds),
+                np.split(ids, bounds),
+                np.split(offsets, bounds),
+                strict=True,
+            )
+        ]
+        return bytes(self._head) + entropy.encode_segments(segments, _tables())
 
 
 def plan(regions: Sequence[np.ndarray]) -> Plan:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from . import codec, container
-from .codec import DEFAULT_TILE_SIZE, MAX_PIXELS, EncodeStats
+from .codec import DEFAULT_EFFORT, DEFAULT_TILE_SIZE, MAX_PIXELS, EncodeStats
 from .errors import VerificationFailed
 from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
 
@@ -34,11 +34,15 @@ def compress(
     *,
     model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
+    effort: int = DEFAULT_EFFORT,
     verify: bool = False,
 ) -> bytes:
     """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes;
-    ``verify`` decodes them once to make sure (:func:`compress_with_stats`)."""
-    return compress_with_stats(image, model=model, tile_size=tile_size, verify=verify)[0]
+    ``effort`` 2 also tries the flow on every tile (slower), ``verify`` decodes the result
+    once to make sure (:func:`compress_with_stats`)."""
+    return compress_with_stats(
+        image, model=model, tile_size=tile_size, effort=effort, verify=verify
+    )[0]
 
 
 def compress_with_stats(
@@ -47,17 +51,26 @@ def compress_with_stats(
     model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
     allow_raw: bool = True,
+    effort: int = DEFAULT_EFFORT,
     verify: bool = False,
     progress: codec.Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
     """Like :func:`compress`, also returning the measured sizes (real and ideal).
+
+    ``effort``: 1 (the default) codes every tile as a region payload (predictive coding, or
+    LZMA where that is smaller), 2 also codes every tile with the flow and keeps the smaller.
 
     ``verify`` decodes the result and raises :class:`VerificationFailed` unless it gives
     back the input's pixels and mode.
     """
     pixels = as_pixel_image(image)
     data, stats = codec.encode(
-        pixels, model=model, tile_size=tile_size, allow_raw=allow_raw, progress=progress
+        pixels,
+        model=model,
+        tile_size=tile_size,
+        allow_raw=allow_raw,
+        effort=effort,
+        progress=progress,
     )
     if verify:
         decoded = decompress_pixels(data, max_pixels=None)

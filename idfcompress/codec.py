@@ -50,6 +50,11 @@ MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid en
 # At 1.3 instead, the encoder tried more tiles and took 40 % longer on astronaut for the same
 # file.
 RAW_TRY = 1.15
+# Encoder efforts: 1 codes every core as a region payload, 2 also runs the flow on every
+# core and keeps the smaller. The predictive region payloads of format 7 beat the flow on
+# every core of 36 photographs (docs/DESIGN.md, "Effort"), so 1 is the default.
+EFFORTS = (1, 2)
+DEFAULT_EFFORT = 1
 RAW_KIND = 0  # a tile's core as a region payload (the fallback)
 MARGIN_KIND = 255  # the pixels of a tile outside its core, as a region payload
 ARITHMETIC_EXACT = 2  # docs/FORMAT.md: integer networks carried exactly in float32
@@ -422,6 +427,7 @@ def _encode_group(
     loaded: LoadedModel,
     tile_size: int,
     allow_raw: bool,
+    effort: int,
     stats: EncodeStats,
     progress: Progress | None,
     done: list[int],
@@ -432,6 +438,14 @@ def _encode_group(
     side = flow.config.granularity
     tiles = tiles_of(plane.shape[0], plane.shape[1], tile_size)
     chunks: list[container.Chunk] = []
+    estimates: dict[int, regions.QuickEstimate] = {}
+    flow_tiles = []
+
+    def tile_done() -> None:
+        done[0] += 1
+        if progress:
+            progress(done[0], total)
+
     for tile in tiles:
         stats.tiles += 1
         if margin_shapes(tile, side, plane.shape[2]):
@@ -439,11 +453,19 @@ def _encode_group(
             chunks.append(container.Chunk(0, MARGIN_KIND, tile.index, payload))
             stats.flow_bytes += len(payload)
             stats.ideal_bits += 8 * len(payload)
-        if not core_shape(tile, side)[0]:
-            done[0] += 1
-            if progress:
-                progress(done[0], total)
-    for batch in tile_batches(tiles, side):
+        core = core_of(plane, tile, side)
+        if not core.size:
+            tile_done()
+            continue
+        if allow_raw:
+            estimate = estimates[tile.index] = regions.QuickEstimate([core])
+            if effort < 2:
+                chunks.append(container.Chunk(0, RAW_KIND, tile.index, estimate.payload()))
+                stats.raw_tiles += 1
+                tile_done()
+                continue
+        flow_tiles.append(tile)
+    for batch in tile_batches(flow_tiles, side):
         x = _tile_tensor(plane, batch, side)
         payloads: list[list[bytes]] = [[] for _ in batch]
         ideal = np.zeros(len(batch))
@@ -465,13 +487,11 @@ def _encode_group(
                 payloads[i].append(_SHIFT.pack(shifts[i]) + stream)
                 ideal[i] += 8.0 + bits[i]
         for i, tile in enumerate(batch):
-            core = [core_of(plane, tile, side)]
             flow_size = sum(map(len, payloads[i]))
             raw = None
-            if allow_raw:
-                estimate = regions.QuickEstimate(core)
-                if estimate.size < RAW_TRY * flow_size:
-                    raw = estimate.payload()
+            estimate = estimates.get(tile.index)
+            if estimate is not None and estimate.size < RAW_TRY * flow_size:
+                raw = estimate.payload()
             if raw is not None and len(raw) < flow_size:
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
                 stats.raw_tiles += 1
@@ -480,9 +500,7 @@ def _encode_group(
                 stats.ideal_bits += ideal[i]
                 for s, payload in enumerate(payloads[i]):
                     chunks.append(container.Chunk(0, stages - s, tile.index, payload))
-            done[0] += 1
-            if progress:
-                progress(done[0], total)
+            tile_done()
     return chunks
 
 
@@ -497,16 +515,21 @@ def encode(
     model: str | LoadedModel | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
     allow_raw: bool = True,
+    effort: int = DEFAULT_EFFORT,
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
     """Compress an image to .idf bytes; also returns what was measured on the way.
 
     ``model`` is a model name or path (the default model of the image's channel count when
     it codes another count), or a :class:`LoadedModel` used as given (e.g. during training).
-    ``allow_raw`` lets cores that the flow would code worse fall back to a region payload.
+    ``allow_raw`` lets cores be coded as region payloads (without it every core goes
+    through the flow); ``effort`` 1 codes every core that way, 2 also runs the flow on every
+    core and keeps the smaller coding.
     """
     if tile_size < 8 or tile_size % 8 or tile_size > 65528:
         raise ValueError("tile size must be a multiple of 8 between 8 and 65528")
+    if effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {', '.join(map(str, EFFORTS))}")
     pixels = image.pixels
     stats = EncodeStats(subpixels=int(pixels.size))
     groups = []
@@ -519,7 +542,7 @@ def encode(
         loaded = _resolve_model(channels, model)
         plane = pixels[:, :, first : first + channels]
         for chunk in _encode_group(
-            plane, loaded, tile_size, allow_raw, stats, progress, done, total
+            plane, loaded, tile_size, allow_raw, effort, stats, progress, done, total
         ):
             chunks.append(container.Chunk(g, chunk.kind, chunk.tile, chunk.payload))
         stage_counts[g] = loaded.flow.config.stages

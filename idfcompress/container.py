@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}

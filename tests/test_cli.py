@@ -109,6 +109,14 @@ def bad_files(folder: Path, good: bytes) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- compress
 
 
+def test_compress_effort_option(work):
+    exited(idfc("compress", "-q", "-e", "2", "photo.png"), 0)
+    assert np.array_equal(api.decompress((work / "photo.idf").read_bytes()), make_array())
+    result = idfc("compress", "-q", "--effort", "3", "-f", "photo.png")
+    exited(result, 2)
+    assert "effort" in result.output
+
+
 def test_compress_writes_idf_next_to_input_and_keeps_input(work):
     before = (work / "photo.png").read_bytes()
     result = idfc("compress", "photo.png")

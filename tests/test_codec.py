@@ -77,6 +77,25 @@ def test_noise_falls_back_to_raw_and_barely_grows(tiny_models, rng):
     assert np.array_equal(ic.decompress(data), image)
 
 
+def test_effort_decides_where_the_flow_runs(tiny_models, rng, monkeypatch):
+    image = smooth_image(rng, 64, 96, 3)
+    batches = []
+    real = codec._tile_tensor
+    monkeypatch.setattr(
+        codec, "_tile_tensor", lambda p, b, g: batches.append(len(b)) or real(p, b, g)
+    )
+    fast, fast_stats = ic.compress_with_stats(image, tile_size=32, effort=1)
+    assert batches == [] and fast_stats.raw_tiles == fast_stats.tiles == 6
+    full, full_stats = ic.compress_with_stats(image, tile_size=32, effort=2)
+    assert sum(batches) == full_stats.tiles == 6  # every core went through the networks
+    assert len(full) <= len(fast)  # each tile keeps the smaller coding
+    assert np.array_equal(ic.decompress(fast), image)
+    assert np.array_equal(ic.decompress(full), image)
+    assert ic.compress(image, tile_size=32) == fast  # effort 1 is the default
+    with pytest.raises(ValueError, match="effort"):
+        ic.compress(image, effort=3)
+
+
 def test_pil_modes_round_trip(tiny_models, rng):
     rgb = Image.fromarray(smooth_image(rng, 20, 30, 3))
     palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)

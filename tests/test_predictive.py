@@ -1,4 +1,4 @@
-"""Predictive region payloads: exact round trips, the median edge predictor, corrupt data."""
+"""Predictive region payloads: exact round trips, the blend, gains, bands, corrupt data."""
 
 from __future__ import annotations
 
@@ -22,17 +22,49 @@ def test_round_trip(parts):
     assert all(np.array_equal(a, b) for a, b in zip(parts, decoded, strict=True))
 
 
-def test_median_edge_prediction():
-    # W, N, NW = 10, 20, 5: NW below both -> max; 25 above both -> min; 15 between -> W+N-NW
-    for northwest, expected in ((5, 20), (25, 10), (15, 15)):
-        plane = np.array([[northwest, 20], [10, 0]], dtype=np.int64)
-        padded = np.zeros((3, 3), dtype=np.int64)
-        padded[1:, 1:] = plane
-        at = np.array([2 * 3 + 2])
-        prediction, context = predictive._predict(padded.ravel(), at, 3)
-        assert prediction.tolist() == [expected]
-        activity = abs(10 - northwest) + abs(20 - northwest)
-        assert context.tolist() == [min(activity.bit_length(), predictive.CONTEXTS - 1)]
+def test_blend_follows_the_predictor_that_was_right():
+    # the pixel's W is cell 4 (value 8), its N, NE and WW cell 3 (8), its NW and NN cell 2 (9)
+    values = np.array([0, 7, 9, 8, 8, 0], dtype=np.int64)
+    nbr = np.array([[4, 3, 2, 3, 3, 2]])
+    predictors = predictive._predictors(values, nbr)[:, 0] // 16
+    # W + N - NW, N, W, (W + NE) / 2, NE, (W + N) / 2, 2 N - NN, 2 W - WW
+    assert predictors.tolist() == [7, 8, 8, 8, 8, 8, 7, 8]
+    predictors = np.arange(predictive.PREDICTORS)[:, None] * 160  # 0, 10, 20, ... pixels
+    for right in range(predictive.PREDICTORS):
+        errors = np.full((6, predictive.PREDICTORS), 4000, dtype=np.int64)
+        errors[:, right] = 0
+        blend = predictive._blend(predictors, errors, nbr)
+        assert abs(int(blend[0]) - 160 * right) <= 16  # within a pixel of the right one
+    equal = predictive._blend(predictors, np.zeros((6, predictive.PREDICTORS), np.int64), nbr)
+    assert int(equal[0]) == 160 * (predictive.PREDICTORS - 1) // 2  # the plain mean, rounded
+
+
+def test_regions_beyond_a_band_and_wider_than_tall_round_trip(rng):
+    y, x = np.mgrid[0:150, 0:40]
+    smooth = (128 + 60 * np.sin(x / 9.0 + y / 13.0))[:, :, None] + rng.normal(0, 2, (150, 40, 3))
+    for region in (
+        np.clip(smooth, 0, 255).astype(np.uint8),
+        np.clip(smooth, 0, 255).astype(np.uint8).transpose(1, 0, 2),
+        rng.integers(0, 256, (70, 3, 4), dtype=np.uint8),
+        rng.integers(0, 256, (2, 130, 2), dtype=np.uint8),
+    ):
+        assert region.shape[0] > predictive.BAND or region.shape[1] > predictive.BAND
+        payload = predictive.plan([region]).payload()
+        assert np.array_equal(predictive.decode(payload, [region.shape])[0], region)
+
+
+def test_gains_follow_errors_shared_between_planes(rng, monkeypatch):
+    # R - G = G / 2 - 64: the R - G plane's prediction errors are half of G's
+    g = np.clip(
+        128 + 40 * np.sin(np.arange(96) / 7.0)[None, :] + rng.normal(0, 6, (96, 96)), 0, 255
+    )
+    g = np.round(g).astype(np.int64)
+    region = np.stack([g + g // 2 - 64, g, g], axis=2).astype(np.uint8)
+    plan = predictive.plan([region])
+    first_gain = np.frombuffer(plan.payload()[:4], dtype=np.int8)[0]
+    assert 3 <= first_gain <= 5  # about half, in eighths
+    monkeypatch.setattr(predictive, "_best_gain", lambda *args: 0)
+    assert predictive.plan([region]).size > 1.05 * plan.size
 
 
 def _camera_like(rng, h=96, w=96, channels=1) -> np.ndarray:
@@ -58,9 +90,9 @@ def test_corrupt_payloads_raise_only_corrupt_file(rng):
     region = _camera_like(rng, 24, 20, 3)
     payload = predictive.plan([region]).payload()
     shape = [region.shape]
-    head = 2 * predictive.CONTEXTS * 3
+    head = predictive.head_size(3)
     bad_scale = bytearray(payload)
-    bad_scale[1] = 200  # a log-scale index beyond the grid
+    bad_scale[2 * 2 + 1] = 200  # after the gains: a log-scale index beyond the grid
     cases = [payload[:-4], payload[:head], payload[: head - 1], payload + bytes(4), bad_scale]
     for _ in range(60):
         flipped = bytearray(payload)

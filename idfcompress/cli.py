@@ -305,6 +305,13 @@ def main(debug: bool) -> None:
     "has not yet won a tile).",
 )
 @click.option(
+    "--progressive",
+    is_flag=True,
+    help="Code every tile with the flow, coarsest level first, so that any prefix of the "
+    "file shows the whole picture (idfc view, decompress --bytes); files about 10 %% larger "
+    "and encoding about 2x slower than the default.",
+)
+@click.option(
     "--verify",
     is_flag=True,
     help="Decode each output and compare it with its input before writing it (about 2.5x "
@@ -321,6 +328,7 @@ def compress(
     model: str | None,
     tile_size: int,
     effort: int,
+    progressive: bool,
     verify: bool,
     threads: int | None,
     quiet: bool,
@@ -349,6 +357,7 @@ def compress(
             model=model,
             tile_size=tile_size,
             effort=effort,
+            allow_raw=not progressive,
             verify=verify,
             progress=_progress(name, quiet),
         )

@@ -303,8 +303,8 @@ def _model_channels(name: str) -> int | None:
 def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec:
     """idfc with ``model`` for the planes it fits (the default model of each group if None).
 
-    ``allow_raw`` is idfc's own default: cores the flow would code worse fall back to
-    filter + LZMA2.
+    ``allow_raw`` is idfc's own default (every core a region payload, effort 1); without
+    it ("idfc-flow", ``idfc compress --progressive``) every core goes through the flow.
     """
     import idfcompress
     from idfcompress import model_io
@@ -339,23 +339,26 @@ def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec
         }
         return data, extra
 
+    name = "idfc" if allow_raw else "idfc-flow"
     return Codec(
-        "idfc" if model is None else f"idfc:{model}",
+        name if model is None else f"{name}:{model}",
         encode,
         lambda data, shape: idfcompress.decompress(data),
         threads,
-        "default model per plane group" if model is None else f"model {model}",
+        ("default model per plane group" if model is None else f"model {model}")
+        + ("" if allow_raw else ", every core through the flow"),
         supports,
     )
 
 
 def idfc_codecs(threads: int, models: Iterable[str] | None = None) -> list[Codec]:
-    """The "idfc" entry (the default model of each plane group) and one per other model."""
+    """The "idfc" and "idfc-flow" entries (the default model of each plane group) and one
+    per other model."""
     from idfcompress import model_io
 
     defaults = set(model_io.DEFAULT_MODELS.values())
     names = model_io.available_models() if models is None else list(models)
-    codecs = [idfc_codec(None, threads)]
+    codecs = [idfc_codec(None, threads), idfc_codec(None, threads, allow_raw=False)]
     for name in names:
         if name not in defaults and _model_channels(name) is not None:
             codecs.append(idfc_codec(name, threads))

@@ -54,19 +54,18 @@ def lossy_codec(bench):
 
 
 def cheap_codecs(bench):
-    """idfc (default tiny models, the other tiny model, no raw fallback), PNG, QOI, zstd."""
-    no_raw = bench.idfc_codec(None, 1, allow_raw=False)
-    no_raw.name = "idfc-noraw"
+    """idfc (default tiny models, every core through the flow, the other tiny model), PNG,
+    QOI, zstd."""
     classic = bench.select_codecs(bench.classic_codecs(1), "png,qoi,zstd-19")
     # name the models: shipped ones in models/ would add entries
     tiny = bench.idfc_codecs(1, models=["tiny-rgb", "tiny-gray", "tiny-rgb-other"])
-    return [*tiny, no_raw, *classic]
+    return [*tiny, *classic]
 
 
 def test_figures_are_consistent(bench, images, tiny_models):
     codecs = [*cheap_codecs(bench), lossy_codec(bench)]
     names = [c.name for c in codecs]
-    assert names == ["idfc", "idfc:tiny-rgb-other", "idfc-noraw", "png", "qoi", "zstd-19",
+    assert names == ["idfc", "idfc-flow", "idfc:tiny-rgb-other", "png", "qoi", "zstd-19",
                      "fake-lossy"]  # fmt: skip
     results = bench.run_benchmark(images, codecs, repeats=2, progress=False)
     by = {(r.image, r.codec): r for r in results}
@@ -97,7 +96,7 @@ def test_figures_are_consistent(bench, images, tiny_models):
     assert by[("colour", "idfc:tiny-rgb-other")].models == "tiny-rgb-other"
     # without the raw fallback the ideal bits cover the whole image
     for image in images:
-        r = by[(image.name, "idfc-noraw")]
+        r = by[(image.name, "idfc-flow")]
         assert r.raw_tiles == 0 and r.tiles >= 1
         assert r.ideal_bpsp == pytest.approx(r.ideal_bits / r.subpixels)
         assert r.file_overhead == pytest.approx(8 * r.bytes / r.ideal_bits - 1)
@@ -107,7 +106,7 @@ def test_figures_are_consistent(bench, images, tiny_models):
     assert (lossy.status, lossy.exact) == ("lossy", False)
 
     rows = {t.codec: t for t in bench.totals(results, codecs)}
-    for name in ("png", "qoi", "zstd-19", "idfc", "idfc-noraw"):
+    for name in ("png", "qoi", "zstd-19", "idfc", "idfc-flow"):
         total, rs = rows[name], [by[(i.name, name)] for i in images]
         assert total.lossless and total.images == total.images_total == 2
         assert total.bpsp == pytest.approx(

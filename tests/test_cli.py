@@ -117,6 +117,15 @@ def test_compress_effort_option(work):
     assert "effort" in result.output
 
 
+def test_compress_progressive_codes_every_core_with_the_flow(work):
+    exited(idfc("compress", "-q", "--progressive", "photo.png", "-o", "p.idf"), 0)
+    exited(idfc("compress", "-q", "photo.png", "-o", "d.idf"), 0)
+    progressive, default = (api.info((work / n).read_bytes()) for n in ("p.idf", "d.idf"))
+    assert progressive["raw_tiles"] == 0 < progressive["tiles"]
+    assert default["raw_tiles"] == default["tiles"]
+    assert np.array_equal(api.decompress((work / "p.idf").read_bytes()), make_array())
+
+
 def test_compress_writes_idf_next_to_input_and_keeps_input(work):
     before = (work / "photo.png").read_bytes()
     result = idfc("compress", "photo.png")

@@ -183,6 +183,11 @@ def _put_margins(
     part[:hc, wc:], part[hc:] = regions
 
 
+def tile_of(plane: np.ndarray, tile: Tile) -> np.ndarray:
+    """A view of the whole tile in ``plane``."""
+    return plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+
+
 def core_of(plane: np.ndarray, tile: Tile, granularity: int) -> np.ndarray:
     """A view of the tile's core in ``plane``."""
     hc, wc = core_shape(tile, granularity)
@@ -446,19 +451,17 @@ def _encode_group(
         if progress:
             progress(done[0], total)
 
+    margins: dict[int, bytes] = {}
     for tile in tiles:
         stats.tiles += 1
         if margin_shapes(tile, side, plane.shape[2]):
-            payload = regions.encode_regions(margins_of(plane, tile, side))
-            chunks.append(container.Chunk(0, MARGIN_KIND, tile.index, payload))
-            stats.flow_bytes += len(payload)
-            stats.ideal_bits += 8 * len(payload)
-        core = core_of(plane, tile, side)
-        if not core.size:
+            margins[tile.index] = regions.encode_regions(margins_of(plane, tile, side))
+        if not core_shape(tile, side)[0]:
+            _add_margin(chunks, stats, tile, margins[tile.index])
             tile_done()
             continue
         if allow_raw:
-            estimate = estimates[tile.index] = regions.QuickEstimate([core])
+            estimate = estimates[tile.index] = regions.QuickEstimate([tile_of(plane, tile)])
             if effort < 2:
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, estimate.payload()))
                 stats.raw_tiles += 1
@@ -487,7 +490,8 @@ def _encode_group(
                 payloads[i].append(_SHIFT.pack(shifts[i]) + stream)
                 ideal[i] += 8.0 + bits[i]
         for i, tile in enumerate(batch):
-            flow_size = sum(map(len, payloads[i]))
+            margin = margins.get(tile.index, b"")
+            flow_size = sum(map(len, payloads[i])) + len(margin)
             raw = None
             estimate = estimates.get(tile.index)
             if estimate is not None and estimate.size < RAW_TRY * flow_size:
@@ -496,12 +500,22 @@ def _encode_group(
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
                 stats.raw_tiles += 1
             else:
-                stats.flow_bytes += flow_size
+                stats.flow_bytes += flow_size - len(margin)
                 stats.ideal_bits += ideal[i]
                 for s, payload in enumerate(payloads[i]):
                     chunks.append(container.Chunk(0, stages - s, tile.index, payload))
+                if margin:
+                    _add_margin(chunks, stats, tile, margin)
             tile_done()
     return chunks
+
+
+def _add_margin(
+    chunks: list[container.Chunk], stats: EncodeStats, tile: Tile, payload: bytes
+) -> None:
+    chunks.append(container.Chunk(0, MARGIN_KIND, tile.index, payload))
+    stats.flow_bytes += len(payload)
+    stats.ideal_bits += 8 * len(payload)
 
 
 def _stream_order(chunk: container.Chunk, stages: dict[int, int]) -> tuple[int, int, int]:
@@ -688,8 +702,8 @@ def _batch_decoders(
     """The batches of flow-coded cores of plane group ``g``, in coding order, each ready for
     its first stage.
 
-    The tiles' margins and raw cores are decoded into ``out`` first (they come with the
-    first stage). Raw cores stay out of the batches: exact arithmetic gives every core the
+    The raw tiles and the tiles' margins are decoded into ``out`` first (they come with the
+    first stage). Raw tiles stay out of the batches: exact arithmetic gives every core the
     same numbers in any batch, so the decoder need not compute their latents.
     """
     flow = _model_for(header.groups[g]).flow
@@ -698,15 +712,16 @@ def _batch_decoders(
     tiles = tiles_of(header.height, header.width, header.tile_size)
     flow_tiles = []
     for tile in tiles:
+        raw = entries.get((g, tile.index, RAW_KIND))  # the whole tile (checked by _decode_plan)
+        if raw is not None:
+            shape = [(tile.height, tile.width, plane.shape[2])]
+            tile_of(plane, tile)[...] = _decode_region_chunk(data, raw, tile, shape)[0]
+            continue
         shapes = margin_shapes(tile, side, plane.shape[2])
         if shapes:
-            entry = entries[(g, tile.index, MARGIN_KIND)]  # present: checked by _decode_plan
+            entry = entries[(g, tile.index, MARGIN_KIND)]
             _put_margins(plane, tile, side, _decode_region_chunk(data, entry, tile, shapes))
-        raw = entries.get((g, tile.index, RAW_KIND))
-        if raw is not None:
-            shape = [(*core_shape(tile, side), plane.shape[2])]
-            core_of(plane, tile, side)[...] = _decode_region_chunk(data, raw, tile, shape)[0]
-        elif core_shape(tile, side)[0]:
+        if core_shape(tile, side)[0]:
             flow_tiles.append(tile)
     for batch in tile_batches(flow_tiles, side):
         yield _BatchDecoder(flow, g, batch, entries)
@@ -732,8 +747,8 @@ def _decode_region_chunk(
     tile: Tile,
     shapes: list[tuple[int, int, int]],
 ) -> list[np.ndarray]:
-    """The regions of a raw-core or margin chunk of ``tile``."""
-    what = "raw core" if entry.kind == RAW_KIND else "margin"
+    """The regions of a raw-tile or margin chunk of ``tile``."""
+    what = "region payload" if entry.kind == RAW_KIND else "margin"
     try:
         return regions.decode_regions(container.payload(data, entry), shapes)
     except CorruptFile as exc:
@@ -769,6 +784,13 @@ def _check_tiles(
         for tile in tiles:
             have = kinds.get(tile.index, set())
             hc, wc = core_shape(tile, side)
+            if RAW_KIND in have:
+                if not hc or have != {RAW_KIND}:
+                    raise CorruptFile(
+                        f"corrupt .idf file: tile {tile.index} has a raw chunk and other "
+                        "chunks, or is too small for one"
+                    )
+                continue
             has_margin = bool(margin_shapes(tile, side, group.channels))
             if has_margin != (MARGIN_KIND in have):
                 word = "lacks its" if has_margin else "has an unexpected"
@@ -778,11 +800,11 @@ def _check_tiles(
                     f"corrupt .idf file: tile {tile.index} is too small for the flow "
                     "but has flow or raw chunks"
                 )
-            if hc and RAW_KIND not in have and not stage_kinds <= have:
+            if hc and not stage_kinds <= have:
                 missing = min(stage_kinds - have)
                 raise CorruptFile(f"corrupt .idf file: tile {tile.index} lacks stage {missing}")
             entry = entries.get((g, tile.index, first))
-            if entry is None or floor == 0 or RAW_KIND in have:
+            if entry is None or floor == 0:
                 continue
             symbols = flow.mixture_channels * (hc // side) * (wc // side)
             if 8 * entry.length + 64 < floor * symbols:

@@ -103,7 +103,7 @@ class PlaneGroup:
 class ChunkEntry:
     """One chunk-table entry as read from a file.
 
-    ``kind`` is 0 for a raw core, 1..254 for flow stage k (1 = finest), 255 for a margin;
+    ``kind`` is 0 for a raw tile, 1..254 for flow stage k (1 = finest), 255 for a margin;
     ``offset`` is the position of the payload from the start of the file.
     """
 

@@ -1,6 +1,6 @@
 """Progressive decoding: a prefix of an .idf file already shows the whole image.
 
-The codec writes the coarsest stage of every tile first (margins and raw cores with it),
+The codec writes the coarsest stage of every tile first (margins and raw tiles with it),
 then the next finer stage, and so on (docs/FORMAT.md, "Chunk order convention").
 :func:`decode_progressive` reads a file as it arrives and yields one image per stage: stage
 ``k`` uses the first ``k`` stages of every tile and fills the stages still missing with the
@@ -218,9 +218,8 @@ def _stage_ends(
 ) -> list[int]:
     """For each progressive stage k = 1.., the file prefix holding every chunk it needs.
 
-    Stage k needs, for every tile of every group, its margin chunk, and its raw chunk or
-    the flow stages 0..k-1 (coarsest first), i.e. kinds S..S-k+1. Chunks the decoder would
-    not use (a flow chunk beside a raw one) are ignored, as by the exact decoder.
+    Stage k needs, for every tile of every group, its raw chunk (the whole tile), or its
+    margin chunk and the flow stages 0..k-1 (coarsest first), i.e. kinds S..S-k+1.
     """
     ends: list[int] = []
 

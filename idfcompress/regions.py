@@ -1,4 +1,4 @@
-"""Coding of the pixel regions the flow does not code: tile margins and raw cores.
+"""Coding of the pixel regions the flow does not code: tile margins and raw tiles.
 
 A payload is a filter byte and, for filters 0 and 1, one raw LZMA2 stream of the regions'
 bytes (each region an (H, W, C) uint8 array), region by region in row-major order

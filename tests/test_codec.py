@@ -302,6 +302,22 @@ def test_missing_extra_or_corrupt_margins_are_refused(tiny_models, rng):
         ic.decompress(_rewrite_payload(odd, index, shorter))
 
 
+def test_region_coded_tiles_cover_the_whole_tile_alone(tiny_models, rng):
+    image = smooth_image(rng, 23, 21, 3)  # one tile: a 16x16 core and margins
+    data = ic.compress(image, tile_size=32)
+    _, entries = container.read_header(data)
+    assert [e.kind for e in entries] == [codec.RAW_KIND]  # no margin chunk beside it
+    assert np.array_equal(ic.decompress(data), image)
+    with pytest.raises(CorruptFile, match="raw chunk and other chunks"):
+        ic.decompress(_drop_or_add_margin(data, add=True))
+    flow = ic.compress_with_stats(image, tile_size=32, allow_raw=False)[0]
+    header, pairs = container.read(flow)
+    chunks = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs]
+    raw = container.Chunk(0, codec.RAW_KIND, 0, container.read(data)[1][0][1].tobytes())
+    with pytest.raises(CorruptFile, match="raw chunk and other chunks"):
+        ic.decompress(container.write(header, [raw, *chunks]))
+
+
 def _first_stage_payloads(data: bytes) -> list[bytes]:
     header, chunks = container.read(data)
     first = max(e.kind for e, _ in chunks if e.kind not in (codec.RAW_KIND, codec.MARGIN_KIND))

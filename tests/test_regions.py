@@ -1,4 +1,4 @@
-"""Region payloads (tile margins, raw cores): the delta filter inverts, bad streams fail."""
+"""Region payloads (tile margins, raw tiles): the delta filter inverts, bad streams fail."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def test_bytes_after_a_raw_cores_stream_are_refused(tiny_models, rng):
     (entry, payload), *_ = pairs
     assert entry.kind == codec.RAW_KIND
     padded = container.write(header, [container.Chunk(0, 0, 0, bytes(payload) + b"\0")])
-    with pytest.raises(CorruptFile, match="raw core of tile 0"):
+    with pytest.raises(CorruptFile, match="region payload of tile 0"):
         codec.decode(padded)
 
 

@@ -157,7 +157,7 @@ def _blend(predictors: np.ndarray, errors: np.ndarray, nbr: np.ndarray) -> np.nd
     """The blend of ``predictors``, each weighted by its errors (``errors``: cells,
     PREDICTORS) at the neighbours ``nbr``."""
     west, north, northwest, northeast, westwest, northnorth = (errors[nbr[:, k]] for k in range(6))
-    total = 2 * (west + north + northwest + northeast) + westwest + northnorth
+    total = (2 * (west + north + northwest + northeast) + westwest + northnorth).astype(np.int64)
     weights = _WEIGHT_ONE // (total.T + _WEIGHT_BIAS) ** 2
     num = (weights * predictors).sum(axis=0)
     den = weights.sum(axis=0)
@@ -223,7 +223,7 @@ class Plan:
             values = np.zeros(cells, dtype=np.int64)
             values[1:] = plane
             predictors = _predictors(values, nbr)
-            errors = np.zeros((cells, PREDICTORS), dtype=np.int64)
+            errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
             errors[1:] = np.abs(16 * plane - predictors).T
             prediction = _blend(predictors, errors, nbr)
             if i:
@@ -313,7 +313,7 @@ def _decode_region(
     h, w = _coded_shape(height, width)
     cells = h * w + 1
     values = np.zeros(c * cells, dtype=np.int64)
-    errors = np.zeros((c * cells, PREDICTORS), dtype=np.int64)
+    errors = np.zeros((c * cells, PREDICTORS), dtype=np.int32)
     errors16 = np.zeros(c * cells, dtype=np.int64)
     signed = np.zeros(c * cells, dtype=np.int64)  # 16 v - prediction
     earlier = np.zeros(c * cells, dtype=np.int64)  # errors16 of the planes before, summed

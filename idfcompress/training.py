@@ -127,8 +127,10 @@ def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -
 
 
 def validation_file_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
-    """Bits per subpixel of real .idf files of whole images (RGB or grey as the model codes),
-    with the codec's defaults; every file is decoded and compared."""
+    """Bits per subpixel of real .idf files of whole images (RGB or grey as the model codes)
+    with every tile core coded by the flow (``allow_raw=False``, ``idfc compress
+    --progressive``): the model's own figure, since the default encoder (effort 1) codes
+    every tile without it."""
     from . import codec
     from .imageio import from_array
     from .model_io import LoadedModel
@@ -141,7 +143,9 @@ def validation_file_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 2
         pixels = load_pixels(path, flow.config.in_channels)
         if pixels.shape[2] == 1:
             pixels = pixels[:, :, 0]
-        data, stats = codec.encode(from_array(pixels), model=loaded, tile_size=tile)
+        data, stats = codec.encode(
+            from_array(pixels), model=loaded, tile_size=tile, allow_raw=False
+        )
         bits += 8 * len(data)
         subpixels += stats.subpixels
     return bits / max(subpixels, 1)

@@ -451,13 +451,15 @@ def _encode_group(
         if progress:
             progress(done[0], total)
 
-    margins: dict[int, bytes] = {}
+    def margin(tile: Tile) -> bytes:
+        if not margin_shapes(tile, side, plane.shape[2]):
+            return b""
+        return regions.encode_regions(margins_of(plane, tile, side))
+
     for tile in tiles:
         stats.tiles += 1
-        if margin_shapes(tile, side, plane.shape[2]):
-            margins[tile.index] = regions.encode_regions(margins_of(plane, tile, side))
         if not core_shape(tile, side)[0]:
-            _add_margin(chunks, stats, tile, margins[tile.index])
+            _add_margin(chunks, stats, tile, margin(tile))
             tile_done()
             continue
         if allow_raw:
@@ -490,8 +492,8 @@ def _encode_group(
                 payloads[i].append(_SHIFT.pack(shifts[i]) + stream)
                 ideal[i] += 8.0 + bits[i]
         for i, tile in enumerate(batch):
-            margin = margins.get(tile.index, b"")
-            flow_size = sum(map(len, payloads[i])) + len(margin)
+            margins = margin(tile)
+            flow_size = sum(map(len, payloads[i])) + len(margins)
             raw = None
             estimate = estimates.get(tile.index)
             if estimate is not None and estimate.size < RAW_TRY * flow_size:
@@ -500,12 +502,12 @@ def _encode_group(
                 chunks.append(container.Chunk(0, RAW_KIND, tile.index, raw))
                 stats.raw_tiles += 1
             else:
-                stats.flow_bytes += flow_size - len(margin)
+                stats.flow_bytes += flow_size - len(margins)
                 stats.ideal_bits += ideal[i]
                 for s, payload in enumerate(payloads[i]):
                     chunks.append(container.Chunk(0, stages - s, tile.index, payload))
-                if margin:
-                    _add_margin(chunks, stats, tile, margin)
+                if margins:
+                    _add_margin(chunks, stats, tile, margins)
             tile_done()
     return chunks
 

@@ -143,9 +143,22 @@ def build_corpus(seed: int = 0) -> list[Sample]:
     rng = np.random.default_rng(seed)
     samples = []
 
-    def add(name: str, image: PixelImage, tile: int, allow_raw: bool = True) -> None:
+    def add(
+        name: str, image: PixelImage, tile: int, allow_raw: bool = True, mix_tile: int = -1
+    ) -> None:
+        """``mix_tile``: every tile through the flow but that one, a raw tile (since format 7
+        the default encoder codes every tile raw)."""
         try:
-            data, _ = codec.encode(image, tile_size=tile, allow_raw=allow_raw)
+            data, _ = codec.encode(image, tile_size=tile, allow_raw=allow_raw and mix_tile < 0)
+            if mix_tile >= 0:
+                raw, _ = codec.encode(image, tile_size=tile)
+                header, flow_chunks = container.read(data)
+                raw_chunks = [(e, p) for e, p in container.read(raw)[1] if e.tile == mix_tile]
+                chunks = [
+                    container.Chunk(e.group, e.kind, e.tile, bytes(p))
+                    for e, p in raw_chunks + [(e, p) for e, p in flow_chunks if e.tile != mix_tile]
+                ]
+                data = container.write(header, chunks)
         except ModelError as exc:  # e.g. --shipped without a grey model: leave the file out
             print(f"corpus: no {name} file ({exc})")
             return
@@ -154,7 +167,7 @@ def build_corpus(seed: int = 0) -> list[Sample]:
     add("rgb-flow", from_array(smooth(rng, 24, 40, 3)), 16, allow_raw=False)
     mixed = smooth(rng, 32, 32, 3)
     mixed[:16, 16:] = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    add("rgb-mixed", from_array(mixed), 16)
+    add("rgb-mixed", from_array(mixed), 16, mix_tile=1)
     add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, allow_raw=False)
     add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, allow_raw=False)
     add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16, allow_raw=False)

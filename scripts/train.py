@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from dataclasses import fields
 
 import torch
@@ -137,6 +139,13 @@ def main() -> None:
         # that tore its group down while another still used it died with SIGABRT in gloo
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        if trainer.rank:
+            # the other processes are done (their checkpoint is saved): leave without the
+            # interpreter's teardown, where a rank once aborted with "terminate called
+            # without an active exception" while the machine was loaded
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     if trainer.rank == 0:
         path = trainer.export(args.export_val_limit)
         card = json.loads(path.with_suffix(".json").read_text())

@@ -371,11 +371,15 @@ def compress(
                 err=True,
             )
         if verbose:
+            flow = (
+                f"flow streams and margins {8 * stats.flow_bytes} bits vs ideal "
+                f"{stats.ideal_bits:.0f} ({100 * stats.overhead:+.3f} %); "
+                if stats.flow_bytes
+                else ""
+            )
             click.echo(
-                f"  {stats.bits_per_subpixel:.4f} bits/subpixel; "
-                f"streams (flow, margins) {8 * stats.flow_bytes} bits vs "
-                f"ideal {stats.ideal_bits:.0f} ({100 * stats.overhead:+.3f} %); "
-                f"{stats.raw_tiles}/{stats.tiles} tile cores as region payloads; "
+                f"  {stats.bits_per_subpixel:.4f} bits/subpixel; {flow}"
+                f"{stats.raw_tiles}/{stats.tiles} tiles as region payloads; "
                 f"{image.width * image.height / 1e6 / seconds:.2f} MP/s",
                 err=True,
             )
@@ -603,7 +607,7 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  bytes     {len(data)} ({8 * len(data) / subpixels:.3f} bits/subpixel)")
         click.echo(
             f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
-            f"{fields['raw_tiles']} cores stored raw, {fields['margins']} margins, "
+            f"{fields['raw_tiles']} as region payloads, {fields['margins']} margins, "
             f"{fields['fitted_first_stages']} first-stage priors fitted"
         )
         for g in fields["groups"]:

@@ -117,6 +117,15 @@ def test_compress_effort_option(work):
     assert "effort" in result.output
 
 
+def test_compress_verbose_says_how_tiles_were_coded(work):
+    result = idfc("compress", "-v", "photo.png", "-o", "d.idf")
+    exited(result, 0)
+    assert "1/1 tiles as region payloads" in result.output and "flow streams" not in result.output
+    result = idfc("compress", "-v", "--progressive", "photo.png", "-o", "p.idf")
+    exited(result, 0)
+    assert "0/1 tiles as region payloads" in result.output and "flow streams" in result.output
+
+
 def test_compress_progressive_codes_every_core_with_the_flow(work):
     exited(idfc("compress", "-q", "--progressive", "photo.png", "-o", "p.idf"), 0)
     exited(idfc("compress", "-q", "photo.png", "-o", "d.idf"), 0)

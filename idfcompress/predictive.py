@@ -128,10 +128,13 @@ def _planes(region: np.ndarray) -> np.ndarray:
 
 
 def _region(planes: np.ndarray, h: int, w: int) -> np.ndarray:
-    """The (h, w, C) uint8 region whose :func:`_planes` are given."""
+    """The (h, w, C) uint8 region whose :func:`_planes` are given (``CorruptFile`` if a
+    rebuilt R or B falls outside 0 .. 255)."""
     channels = planes.copy()
     if channels.shape[0] in (3, 4):
         channels[:3] = np.stack([channels[1] + channels[0], channels[0], channels[2] + channels[0]])
+        if channels.size and (channels[:3].min() < 0 or channels[:3].max() > 255):
+            raise CorruptFile("predictive payload decodes to out-of-range pixels")
     region = channels.T.reshape(*_coded_shape(h, w), -1)
     return (region.transpose(1, 0, 2) if w > h else region).astype(np.uint8)
 

@@ -108,3 +108,13 @@ def test_corrupt_payloads_raise_only_corrupt_file(rng):
     for case in cases[:5]:
         with pytest.raises(CorruptFile):
             predictive.decode(bytes(case), shape)
+
+
+def test_rebuilt_colour_outside_a_byte_is_corrupt():
+    # each plane within its range (G 0..255, R - G -255..255), their sum not
+    planes = np.array([[250, 0], [20, 0], [0, 0]], dtype=np.int64)
+    with pytest.raises(CorruptFile, match="out-of-range"):
+        predictive._region(planes, 1, 2)
+    assert predictive._region(planes * [[1], [0], [1]], 1, 2).tolist() == [
+        [[250, 250, 250], [0, 0, 0]]
+    ]

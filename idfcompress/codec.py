@@ -42,6 +42,7 @@ MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with
 # The decoder's working set grows with the pixels of one batch of tiles (~0.5 KB per pixel
 # with a 96-wide model): it refuses larger batches, a limit that grows with max_pixels.
 MAX_BATCH_PIXELS = 1 << 21
+_NO_CORES = 1 << 30  # the granularity of a group without flow chunks: no tile has a core
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
 # A core goes to the fallback only if its region payload is smaller than its flow streams.
 # Making that payload costs ~25 ms per 256-px RGB tile, so it is only tried (with the filter
@@ -583,6 +584,19 @@ def encode(
     return data, stats
 
 
+def uses_flow(entries: dict[tuple[int, int, int], container.ChunkEntry], g: int) -> bool:
+    """Whether plane group ``g`` has flow chunks; a group without them decodes without its
+    model (every tile a raw tile, or a margin chunk for a tile smaller than any core)."""
+    return any(gg == g and kind not in (RAW_KIND, MARGIN_KIND) for gg, _, kind in entries)
+
+
+def stage_count(
+    header: container.Header, entries: dict[tuple[int, int, int], container.ChunkEntry], g: int
+) -> int:
+    """The stages of plane group ``g``: its model's, or 1 when it has no flow chunks."""
+    return _model_for(header.groups[g]).flow.config.stages if uses_flow(entries, g) else 1
+
+
 def _model_for(group: container.PlaneGroup) -> LoadedModel:
     try:
         loaded = load_model(group.model_name)
@@ -708,9 +722,9 @@ def _batch_decoders(
     first stage). Raw tiles stay out of the batches: exact arithmetic gives every core the
     same numbers in any batch, so the decoder need not compute their latents.
     """
-    flow = _model_for(header.groups[g]).flow
+    flow = _model_for(header.groups[g]).flow if uses_flow(entries, g) else None
     plane = _group_plane(header, g, out)
-    side = flow.config.granularity
+    side = flow.config.granularity if flow is not None else _NO_CORES
     tiles = tiles_of(header.height, header.width, header.tile_size)
     flow_tiles = []
     for tile in tiles:
@@ -726,6 +740,7 @@ def _batch_decoders(
         if core_shape(tile, side)[0]:
             flow_tiles.append(tile)
     for batch in tile_batches(flow_tiles, side):
+        assert flow is not None  # tiles with a core exist only beside flow chunks
         yield _BatchDecoder(flow, g, batch, entries)
 
 
@@ -776,13 +791,20 @@ def _check_tiles(
     are long enough for their cores (forged sizes, see :func:`_first_stage_floor`)."""
     tiles = tiles_of(header.height, header.width, header.tile_size)
     for g, group in enumerate(header.groups):
-        flow = _model_for(group).flow
-        floor, first, side = _first_stage_floor(flow), flow.config.stages, flow.config.granularity
-        stage_kinds = set(range(1, first + 1))
         kinds: dict[int, set[int]] = {}
         for gg, index, kind in entries:
             if gg == g:
                 kinds.setdefault(index, set()).add(kind)
+        if not uses_flow(entries, g):
+            for tile in tiles:
+                if kinds.get(tile.index) not in ({RAW_KIND}, {MARGIN_KIND}):
+                    raise CorruptFile(
+                        f"corrupt .idf file: tile {tile.index} needs one raw or margin chunk"
+                    )
+            continue
+        flow = _model_for(group).flow
+        floor, first, side = _first_stage_floor(flow), flow.config.stages, flow.config.granularity
+        stage_kinds = set(range(1, first + 1))
         for tile in tiles:
             have = kinds.get(tile.index, set())
             hc, wc = core_shape(tile, side)

@@ -314,7 +314,7 @@ def _decode(
     buffer = _Buffer(_pieces(source, piece_size))
     header, table, header_size = _header(buffer)
     entries = codec._decode_plan(header, table, max_pixels)
-    stages = [codec._model_for(group).flow.config.stages for group in header.groups]
+    stages = [codec.stage_count(header, entries, g) for g in range(len(header.groups))]
     ends = _stage_ends(header, entries, stages)
     count = len(ends)
     total = max([header_size] + [e.offset + e.length for e in table])

@@ -308,7 +308,7 @@ def test_region_coded_tiles_cover_the_whole_tile_alone(tiny_models, rng):
     _, entries = container.read_header(data)
     assert [e.kind for e in entries] == [codec.RAW_KIND]  # no margin chunk beside it
     assert np.array_equal(ic.decompress(data), image)
-    with pytest.raises(CorruptFile, match="raw chunk and other chunks"):
+    with pytest.raises(CorruptFile, match="needs one raw or margin chunk"):
         ic.decompress(_drop_or_add_margin(data, add=True))
     flow = ic.compress_with_stats(image, tile_size=32, allow_raw=False)[0]
     header, pairs = container.read(flow)
@@ -406,3 +406,25 @@ def test_logistic_stages_carry_their_shift_and_the_decoder_applies_it(tiny_model
     empty = _rewrite_payload(data, index, lambda _p: b"")
     with pytest.raises(CorruptFile, match="empty flow stage|too short|lacks"):
         ic.decompress(empty)
+
+
+def test_files_without_flow_chunks_decode_without_their_model(
+    tiny_models, rng, monkeypatch, tmp_path
+):
+    image = smooth_image(rng, 37, 27, 3)  # a tile with a core and one too small for a core
+    default = ic.compress(image, tile_size=32)
+    flow = ic.compress_with_stats(image, tile_size=32, allow_raw=False)[0]
+    kinds = {e.kind for e in container.read_header(default)[1]}
+    assert kinds == {codec.RAW_KIND, codec.MARGIN_KIND}
+    monkeypatch.setenv(model_io.MODELS_ENV, str(tmp_path))  # no models installed
+    monkeypatch.setattr(model_io, "DEFAULT_MODELS", {})
+    assert np.array_equal(ic.decompress(default), image)
+    assert [s.exact for s in ic.decode_progressive(default)] == [True]
+    with pytest.raises(ModelError, match="needs model"):
+        ic.decompress(flow)
+    header, pairs = container.read(default)
+    chunks = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs]
+    margin = next(c for c in chunks if c.kind == codec.MARGIN_KIND)
+    extra = container.Chunk(0, codec.MARGIN_KIND, 0, margin.payload)  # beside tile 0's raw one
+    with pytest.raises(CorruptFile, match="needs one raw or margin chunk"):
+        ic.decompress(container.write(header, [*chunks, extra]))

@@ -312,7 +312,7 @@ def main(debug: bool) -> None:
     "--progressive",
     is_flag=True,
     help="Code every tile with the flow, coarsest level first, so that any prefix of the "
-    "file shows the whole picture (idfc view, decompress --bytes); files 8-14 % larger and "
+    "file shows the whole picture (idfc view, decompress --bytes); files 10-14 % larger and "
     "encoding about 2x slower than the default.",
 )
 @click.option(

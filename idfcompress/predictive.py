@@ -43,7 +43,7 @@ PREDICTORS = 8
 GAIN_RANGE = 8
 """The encoder tries gains of -8 .. 8 eighths."""
 
-_SHAPES_KEPT = 8  # region shapes whose index tables stay cached (a 256-px RGB tile: ~36 MB)
+_SHAPES_KEPT = 8  # region shapes whose index tables stay cached (a 256-px RGB tile: 23 MiB)
 _WEIGHT_ONE = 1 << 40
 _WEIGHT_BIAS = 64
 # A predictor's error is at most 16 (255 + 765) (2N - NN reaches -765 .. 765), so its

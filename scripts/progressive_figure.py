@@ -4,7 +4,9 @@
     .venv/bin/python scripts/progressive_figure.py                 # docs/figures/progressive.png
     .venv/bin/python scripts/progressive_figure.py --image coffee --model idf-rgb-x2
 
-Compresses the photo (scikit-image's astronaut by default) with the default model, decodes it
+Compresses the photo (scikit-image's astronaut by default) with the default model, every tile
+through the flow (``idfc compress --progressive``; ``--raw`` lets tiles be region payloads as
+the default encoder does), decodes it
 with ``idfcompress.decode_progressive`` and draws every stage with the share of the file it
 needs. Also measures what the layout costs: the file as written (one ANS stream and one
 16-byte chunk-table entry per tile and stage) against one stream per tile, obtained by coding
@@ -208,7 +210,13 @@ def main() -> None:
         "--crop", type=int, nargs=3, default=(80, 170, 96), metavar=("Y", "X", "SIZE")
     )
     parser.add_argument("--json", type=Path, help="also write the measurements here")
-    parser.add_argument("--no-raw", action="store_true", help="never store tiles raw")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="let tiles be region payloads as the default encoder does (since format 7 that "
+        "is every tile, so the file has a single stage); without it every tile goes through "
+        "the flow, as with 'idfc compress --progressive'",
+    )
     parser.add_argument(
         "--viewer-shot", type=Path, help="also screenshot 'idfc view' (under Xvfb) to this PNG"
     )
@@ -224,7 +232,7 @@ def main() -> None:
     image = load_photo(args.image)
     started = time.perf_counter()
     data, stats = ic.compress_with_stats(
-        image, model=args.model, tile_size=args.tile_size, allow_raw=not args.no_raw
+        image, model=args.model, tile_size=args.tile_size, allow_raw=args.raw
     )
     encode_s = time.perf_counter() - started
     started = time.perf_counter()

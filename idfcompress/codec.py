@@ -169,24 +169,23 @@ def margin_shapes(tile: Tile, granularity: int, channels: int) -> list[tuple[int
     return [(hc, tile.width - wc, channels), (tile.height - hc, tile.width, channels)]
 
 
+def tile_of(plane: np.ndarray, tile: Tile) -> np.ndarray:
+    """A view of the whole tile in ``plane``."""
+    return plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+
+
 def margins_of(plane: np.ndarray, tile: Tile, granularity: int) -> list[np.ndarray]:
     """Views of the tile's margin regions in ``plane`` (see :func:`margin_shapes`)."""
     hc, wc = core_shape(tile, granularity)
-    part = plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+    part = tile_of(plane, tile)
     return [part[:hc, wc:], part[hc:]]
 
 
 def _put_margins(
     plane: np.ndarray, tile: Tile, granularity: int, regions: list[np.ndarray]
 ) -> None:
-    hc, wc = core_shape(tile, granularity)
-    part = plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
-    part[:hc, wc:], part[hc:] = regions
-
-
-def tile_of(plane: np.ndarray, tile: Tile) -> np.ndarray:
-    """A view of the whole tile in ``plane``."""
-    return plane[tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+    for view, region in zip(margins_of(plane, tile, granularity), regions, strict=True):
+        view[...] = region
 
 
 def core_of(plane: np.ndarray, tile: Tile, granularity: int) -> np.ndarray:

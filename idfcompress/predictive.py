@@ -119,7 +119,7 @@ def _ranges(channels: int) -> np.ndarray:
 def _planes(region: np.ndarray) -> np.ndarray:
     """(C, H' W') plane values of an (H, W, C) region, transposed when W > H."""
     r = region.astype(np.int64)
-    if r.shape[1] > r.shape[0]:
+    if _coded_shape(*r.shape[:2]) != r.shape[:2]:
         r = r.transpose(1, 0, 2)
     planes = r.reshape(-1, r.shape[2]).T.copy()
     if r.shape[2] in (3, 4):
@@ -143,10 +143,15 @@ def _coded_shape(h: int, w: int) -> tuple[int, int]:
     return (w, h) if w > h else (h, w)
 
 
-def _predictors(values: np.ndarray, nbr: np.ndarray) -> np.ndarray:
-    """The predictions (PREDICTORS, n), in sixteenths, of the values whose neighbours are
-    the cells ``nbr`` (n, 6) of ``values``."""
-    west, north, northwest, northeast, westwest, northnorth = (values[nbr[:, k]] for k in range(6))
+def _gather(values: np.ndarray, nbr: np.ndarray) -> np.ndarray:
+    """The values (6, n) of the neighbour cells ``nbr`` (n, 6): W, N, NW, NE, WW, NN."""
+    return values[nbr.T]
+
+
+def _predictors(near: np.ndarray) -> np.ndarray:
+    """The predictions (PREDICTORS, n), in sixteenths, from the neighbours' values ``near``
+    (:func:`_gather`)."""
+    west, north, northwest, northeast, westwest, northnorth = near
     return np.stack(
         [
             16 * (west + north - northwest),
@@ -173,11 +178,12 @@ def _blend(predictors: np.ndarray, errors: np.ndarray, nbr: np.ndarray) -> np.nd
 
 
 def _context(
-    values: np.ndarray, nbr: np.ndarray, errors16: np.ndarray, earlier: np.ndarray
+    near: np.ndarray, nbr: np.ndarray, errors16: np.ndarray, earlier: np.ndarray
 ) -> np.ndarray:
     """Contexts from the neighbours' absolute prediction errors ``errors16`` (sixteenths),
-    the local gradient and the earlier planes' summed errors at the pixel."""
-    west, north, northwest, northeast = (values[nbr[:, k]] for k in range(4))
+    the local gradient (from their values ``near``, :func:`_gather`) and the earlier planes'
+    summed errors at the pixel."""
+    west, north, northwest, northeast = near[:4]
     gradient = np.abs(west - northwest) + np.abs(north - northwest) + np.abs(north - northeast)
     near = errors16[nbr]
     total = near[:, :4].sum(axis=1) + (near[:, 4] + near[:, 5]) // 2
@@ -230,7 +236,8 @@ class Plan:
         for i, plane in enumerate(_planes(region)):
             values = np.zeros(cells, dtype=np.int64)
             values[1:] = plane
-            predictors = _predictors(values, nbr)
+            near = _gather(values, nbr)
+            predictors = _predictors(near)
             errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
             errors[1:] = np.abs(16 * plane - predictors).T
             prediction = _blend(predictors, errors, nbr)
@@ -245,7 +252,7 @@ class Plan:
             signed_errors.append(16 * plane - prediction)
             errors16 = np.zeros(cells, dtype=np.int64)
             errors16[1:] = np.abs(signed_errors[i])
-            contexts[i] = _context(values, nbr, errors16, earlier)
+            contexts[i] = _context(near, nbr, errors16, earlier)
             earlier = earlier + errors16[1:]
             coded[i] = plane - ((prediction + 8) >> 4)
         medians = np.zeros((c, CONTEXTS), dtype=np.int64)
@@ -326,14 +333,15 @@ def _decode_region(
     signed = np.zeros(c * cells, dtype=np.int64)  # 16 v - prediction
     earlier = np.zeros(c * cells, dtype=np.int64)  # errors16 of the planes before, summed
     gain_a, gain_b = gains[:, 0], gains[:, 1]
-    for at, plane, first, before, later, near, low, high in _schedule(h, w, c):
-        predictors = _predictors(values, near)
-        prediction = _blend(predictors, errors, near)
+    for at, plane, first, before, later, nbr, low, high in _schedule(h, w, c):
+        near = _gather(values, nbr)
+        predictors = _predictors(near)
+        prediction = _blend(predictors, errors, nbr)
         prediction += (gain_a[plane] * signed[first]) >> 3
         prediction += (gain_b[plane] * signed[before]) >> 3
         np.clip(prediction, low, high, out=prediction)
         below = (earlier[before] + errors16[before]) * later
-        context = plane * CONTEXTS + _context(values, near, errors16, below)
+        context = plane * CONTEXTS + _context(near, nbr, errors16, below)
         value = ((prediction + 8) >> 4) + decoder.decode(ids[context], offsets[context])
         if np.any(16 * value < low) or np.any(16 * value > high):
             raise CorruptFile("predictive payload decodes to out-of-range pixels")

@@ -1,17 +1,28 @@
-"""idfcompress: lossless image compression with an Integer Discrete Flow."""
+"""idfcompress: lossless image compression with an Integer Discrete Flow.
 
-from .api import (
-    compress,
-    compress_with_stats,
-    decompress,
-    decompress_image,
-    decompress_pixels,
-    info,
-)
+The names below are loaded on first use, so that ``import idfcompress`` (and ``idfc
+--version``) costs almost nothing; torch is imported only when a network runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import IdfError
-from .progressive import Stage, decode_progressive
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "compress": "api",
+    "compress_with_stats": "api",
+    "decompress": "api",
+    "decompress_image": "api",
+    "decompress_pixels": "api",
+    "info": "api",
+    "Stage": "codec.progressive",
+    "decode_progressive": "codec.progressive",
+}
 
 __all__ = [
     "IdfError",
@@ -25,3 +36,26 @@ __all__ = [
     "decompress_pixels",
     "info",
 ]
+
+if TYPE_CHECKING:
+    from .api import (
+        compress,
+        compress_with_stats,
+        decompress,
+        decompress_image,
+        decompress_pixels,
+        info,
+    )
+    from .codec.progressive import Stage, decode_progressive
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

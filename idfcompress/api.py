@@ -8,12 +8,29 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import codec, container
-from .codec import DEFAULT_EFFORT, DEFAULT_TILE_SIZE, MAX_PIXELS, EncodeStats
+from .codec import decoder, encoder
+from .codec.decoder import MAX_PIXELS
+from .codec.encoder import DEFAULT_MODE, DEFAULT_TILE_SIZE, MODES, EncodeStats, Progress
 from .errors import VerificationFailed
+from .format import container
+from .format.layout import MARGIN_KIND, REGION_KIND, TOP_LOGISTIC, is_flow_kind
 from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
 
-__all__ = ["read_image"]
+__all__ = [
+    "DEFAULT_MODE",
+    "DEFAULT_TILE_SIZE",
+    "MAX_PIXELS",
+    "MODES",
+    "EncodeStats",
+    "as_pixel_image",
+    "compress",
+    "compress_with_stats",
+    "decompress",
+    "decompress_image",
+    "decompress_pixels",
+    "info",
+    "read_image",
+]
 
 ImageLike = np.ndarray | Image.Image | PixelImage | str | os.PathLike
 
@@ -34,15 +51,17 @@ def compress(
     *,
     model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
-    effort: int = DEFAULT_EFFORT,
+    mode: str = DEFAULT_MODE,
     verify: bool = False,
 ) -> bytes:
-    """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes;
-    ``effort`` 2 also tries the flow on every tile (slower), ``verify`` decodes the result
-    once to make sure (:func:`compress_with_stats`)."""
-    return compress_with_stats(
-        image, model=model, tile_size=tile_size, effort=effort, verify=verify
-    )[0]
+    """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes.
+
+    ``mode``: ``"predictive"`` (the default) codes every tile with the predictive coder and
+    runs no network; ``"flow"`` codes every tile with the flow, coarsest level first, so
+    that any prefix of the file shows the whole picture; ``"auto"`` tries both on every tile
+    and keeps the smaller (slower). ``verify`` decodes the result once to make sure.
+    """
+    return compress_with_stats(image, model=model, tile_size=tile_size, mode=mode, verify=verify)[0]
 
 
 def compress_with_stats(
@@ -50,27 +69,19 @@ def compress_with_stats(
     *,
     model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
-    allow_raw: bool = True,
-    effort: int = DEFAULT_EFFORT,
+    mode: str = DEFAULT_MODE,
     verify: bool = False,
-    progress: codec.Progress | None = None,
+    progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
-    """Like :func:`compress`, also returning the measured sizes (real and ideal).
-
-    ``effort``: 1 (the default) codes every tile as a region payload (predictive coding, or
-    LZMA where that is smaller), 2 also codes every tile with the flow and keeps the smaller.
+    """Like :func:`compress`, also returning the measured sizes (real and ideal);
+    ``progress(done, total)`` is called once per coded tile.
 
     ``verify`` decodes the result and raises :class:`VerificationFailed` unless it gives
     back the input's pixels and mode.
     """
     pixels = as_pixel_image(image)
-    data, stats = codec.encode(
-        pixels,
-        model=model,
-        tile_size=tile_size,
-        allow_raw=allow_raw,
-        effort=effort,
-        progress=progress,
+    data, stats = encoder.encode(
+        pixels, model=model, tile_size=tile_size, mode=mode, progress=progress
     )
     if verify:
         decoded = decompress_pixels(data, max_pixels=None)
@@ -83,7 +94,7 @@ def decompress_pixels(
     data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS
 ) -> PixelImage:
     """Decode .idf bytes to pixels, mode and metadata (checksum verified)."""
-    return codec.decode(data, max_pixels=max_pixels)
+    return decoder.decode(data, max_pixels=max_pixels)
 
 
 def decompress(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
@@ -121,8 +132,8 @@ def info(data: bytes | memoryview) -> dict[str, Any]:
         ],
         "metadata": {tag: len(value) for tag, value in header.metadata.items()},
         "chunks": len(chunks),
-        "raw_tiles": sum(1 for c in chunks if c.kind == codec.RAW_KIND),
-        "margins": sum(1 for c in chunks if c.kind == codec.MARGIN_KIND),
+        "region_tiles": sum(1 for c in chunks if c.kind == REGION_KIND),
+        "margins": sum(1 for c in chunks if c.kind == MARGIN_KIND),
         "fitted_first_stages": _fitted_first_stages(data, chunks),
         "payload_bytes": sum(c.length for c in chunks),
         "pixel_sha256": header.pixel_sha256.hex(),
@@ -131,7 +142,7 @@ def info(data: bytes | memoryview) -> dict[str, Any]:
 
 def _fitted_first_stages(data: bytes | memoryview, chunks: list[container.ChunkEntry]) -> int:
     """First-stage chunks whose prior byte says "fitted logistics" (of those present)."""
-    flow_chunks = [c for c in chunks if c.kind not in (codec.RAW_KIND, codec.MARGIN_KIND)]
+    flow_chunks = [c for c in chunks if is_flow_kind(c.kind)]
     first: dict[int, int] = {}
     for c in flow_chunks:
         first[c.group] = max(first.get(c.group, 0), c.kind)
@@ -142,5 +153,5 @@ def _fitted_first_stages(data: bytes | memoryview, chunks: list[container.ChunkE
         if c.kind == first[c.group]
         and c.length
         and c.offset < view.nbytes
-        and view[c.offset] == codec.TOP_LOGISTIC
+        and view[c.offset] == TOP_LOGISTIC
     )

@@ -17,10 +17,10 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from .config import ModelConfig
-from .container import FORMAT_VERSION
-from .flow import IntegerFlow
-from .model_io import save_model
+from .flow.config import ModelConfig
+from .flow.loading import save_model
+from .flow.model import IntegerFlow
+from .format.container import FORMAT_VERSION
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -103,11 +103,12 @@ class CropSampler:
 @torch.no_grad()
 def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
     """Bits per subpixel of whole images tiled as the codec tiles them: the ideal bits of the
-    tiles' cores as the codec codes them (``codec.core_ideal_bits``: the model's priors, a
+    tiles' cores as the codec codes them (``flow.coding.core_ideal_bits``: the model's priors, a
     fitted first stage where it is smaller, each other stage's log-scale shift) plus the real
     size of their margins' payloads."""
-    from .codec import core_ideal_bits, core_of, margin_shapes, margins_of, tiles_of
-    from .regions import encode_regions
+    from .flow.coding import core_ideal_bits
+    from .format.layout import core_of, margin_shapes, margins_of, tiles_of
+    from .predictive.regions import encode_regions
 
     flow.eval()
     side = flow.config.granularity
@@ -128,12 +129,12 @@ def validation_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -
 
 def validation_file_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 256) -> float:
     """Bits per subpixel of real .idf files of whole images (RGB or grey as the model codes)
-    with every tile core coded by the flow (``allow_raw=False``, ``idfc compress
-    --progressive``): the model's own figure, since the default encoder (effort 1) codes
-    every tile without it."""
-    from . import codec
+    with every tile core coded by the flow (``mode="flow"``, ``idfc compress
+    --progressive``): the model's own figure, since the default encoder codes every tile
+    without it."""
+    from .codec.encoder import encode
+    from .flow.loading import LoadedModel
     from .imageio import from_array
-    from .model_io import LoadedModel
 
     # a snapshot: the codec caches tables per flow object, and training moves the weights
     loaded = LoadedModel("validation", bytes(32), copy.deepcopy(flow).eval())
@@ -143,9 +144,7 @@ def validation_file_bits(flow: IntegerFlow, files: Sequence[Path], tile: int = 2
         pixels = load_pixels(path, flow.config.in_channels)
         if pixels.shape[2] == 1:
             pixels = pixels[:, :, 0]
-        data, stats = codec.encode(
-            from_array(pixels), model=loaded, tile_size=tile, allow_raw=False
-        )
+        data, stats = encode(from_array(pixels), model=loaded, tile_size=tile, mode="flow")
         bits += 8 * len(data)
         subpixels += stats.subpixels
     return bits / max(subpixels, 1)
@@ -262,7 +261,7 @@ class Trainer:
         optimiser was tracking) or a .safetensors model."""
         self.lineage = {"init_from": str(path)}
         if path.suffix == ".safetensors":
-            from .model_io import load_flow
+            from .flow.loading import load_flow
 
             state = load_flow(path).state_dict()
         else:

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idfcompress import codec
+from idfcompress.codec import decoder, encoder
+from idfcompress.flow.loading import load_model
+from idfcompress.flow.store import default_model_name
 from idfcompress.imageio import read_image
-from idfcompress.model_io import default_model_name, load_model
 from idfcompress.training import image_files
 
 
@@ -33,10 +34,10 @@ def _time(images, model: str, repeats: int) -> tuple[float, float, int]:
         best_e = best_d = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            data, _ = codec.encode(image, model=model)
+            data, _ = encoder.encode(image, model=model)
             best_e = min(best_e, time.perf_counter() - start)
             start = time.perf_counter()
-            out = codec.decode(data)
+            out = decoder.decode(data)
             best_d = min(best_d, time.perf_counter() - start)
             assert np.array_equal(out.pixels, image.pixels)
         enc += best_e

@@ -63,7 +63,7 @@ CSV_FIELDS = (
     "image", "codec", "status", "exact", "height", "width", "channels", "subpixels", "bytes",
     "bpsp", "ratio_raw", "ratio_png", "encode_s", "decode_s", "encode_mps", "decode_mps",
     "encode_runs", "decode_runs", "threads", "encode_peak_mib", "decode_peak_mib",
-    "ideal_bpsp", "file_overhead", "stream_overhead", "ideal_bits", "raw_tiles", "tiles",
+    "ideal_bpsp", "file_overhead", "stream_overhead", "ideal_bits", "region_tiles", "tiles",
     "models", "png_bytes", "note",
 )  # fmt: skip
 
@@ -290,24 +290,24 @@ def _idfc_groups(channels: int) -> list[int]:
 
 
 def _model_channels(name: str) -> int | None:
-    """Channels a model codes (loading it, cached), or None if it is not available."""
-    from idfcompress import model_io
+    """Channels a model codes (from its header), or None if it is not available."""
     from idfcompress.errors import IdfError
+    from idfcompress.flow import store
 
     try:
-        return int(model_io.load_model(name).flow.config.in_channels)
+        return int(store.describe_model(name).config.in_channels)
     except IdfError:
         return None
 
 
-def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec:
+def idfc_codec(model: str | None, threads: int, mode: str = "predictive") -> Codec:
     """idfc with ``model`` for the planes it fits (the default model of each group if None).
 
-    ``allow_raw`` is idfc's own default (every core a region payload, effort 1); without
-    it ("idfc-flow", ``idfc compress --progressive``) every core goes through the flow.
+    ``mode`` "predictive" is idfc's own default (every tile a region payload); "flow"
+    ("idfc-flow", ``idfc compress --progressive``) sends every core through the flow.
     """
     import idfcompress
-    from idfcompress import model_io
+    from idfcompress.flow import store
 
     def models_for(channels: int) -> list[str]:
         names = []
@@ -315,7 +315,7 @@ def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec
             if model is not None and _model_channels(model) == group:
                 names.append(model)
             else:
-                names.append(model_io.default_model_name(group))
+                names.append(store.default_model_name(group))
         return names
 
     def supports(image: BenchImage) -> str | None:
@@ -327,26 +327,26 @@ def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec
         return None
 
     def encode(pixels: np.ndarray) -> Encoded:
-        data, stats = idfcompress.compress_with_stats(pixels, model=model, allow_raw=allow_raw)
+        data, stats = idfcompress.compress_with_stats(pixels, model=model, mode=mode)
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         extra = {
             "ideal_bits": float(stats.ideal_bits),
             "flow_bytes": int(stats.flow_bytes),
             "stream_overhead": float(stats.overhead),
-            "raw_tiles": int(stats.raw_tiles),
+            "region_tiles": int(stats.region_tiles),
             "tiles": int(stats.tiles),
             "models": "+".join(dict.fromkeys(models_for(channels))),
         }
         return data, extra
 
-    name = "idfc" if allow_raw else "idfc-flow"
+    name = "idfc" if mode == "predictive" else f"idfc-{mode}"
     return Codec(
         name if model is None else f"{name}:{model}",
         encode,
         lambda data, shape: idfcompress.decompress(data),
         threads,
         ("default model per plane group" if model is None else f"model {model}")
-        + ("" if allow_raw else ", every core through the flow"),
+        + ("" if mode == "predictive" else f", mode {mode}"),
         supports,
     )
 
@@ -354,11 +354,11 @@ def idfc_codec(model: str | None, threads: int, allow_raw: bool = True) -> Codec
 def idfc_codecs(threads: int, models: Iterable[str] | None = None) -> list[Codec]:
     """The "idfc" and "idfc-flow" entries (the default model of each plane group) and one
     per other model."""
-    from idfcompress import model_io
+    from idfcompress.flow import store
 
-    defaults = set(model_io.DEFAULT_MODELS.values())
-    names = model_io.available_models() if models is None else list(models)
-    codecs = [idfc_codec(None, threads), idfc_codec(None, threads, allow_raw=False)]
+    defaults = set(store.DEFAULT_MODELS.values())
+    names = store.available_models() if models is None else list(models)
+    codecs = [idfc_codec(None, threads), idfc_codec(None, threads, mode="flow")]
     for name in names:
         if name not in defaults and _model_channels(name) is not None:
             codecs.append(idfc_codec(name, threads))
@@ -522,7 +522,7 @@ class Result:
     ideal_bpsp: float | None = None
     file_overhead: float | None = None
     stream_overhead: float | None = None
-    raw_tiles: int | None = None
+    region_tiles: int | None = None
     tiles: int | None = None
     models: str | None = None
     note: str = ""
@@ -606,15 +606,15 @@ def measure(
 
 
 def _idfc_figures(result: Result, extra: dict) -> None:
-    result.raw_tiles, result.tiles = extra["raw_tiles"], extra["tiles"]
+    result.region_tiles, result.tiles = extra["region_tiles"], extra["tiles"]
     result.stream_overhead = extra["stream_overhead"] if extra["ideal_bits"] else None
     result.models = extra["models"]
-    if extra["raw_tiles"] == 0 and extra["ideal_bits"] > 0:  # ideal bits cover the whole image
+    if extra["region_tiles"] == 0 and extra["ideal_bits"] > 0:  # ideal bits cover the whole image
         result.ideal_bits = extra["ideal_bits"]
         result.ideal_bpsp = extra["ideal_bits"] / result.subpixels
         result.file_overhead = 8.0 * result.bytes / extra["ideal_bits"] - 1.0
-    elif extra["raw_tiles"]:
-        fallback = f"{extra['raw_tiles']} of {extra['tiles']} tile cores stored by the fallback"
+    elif extra["region_tiles"]:
+        fallback = f"{extra['region_tiles']} of {extra['tiles']} tiles as region payloads"
         result.note = f"{result.note}; {fallback}" if result.note else fallback
 
 

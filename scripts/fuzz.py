@@ -5,7 +5,7 @@
     python scripts/fuzz.py --cases 2000 --seed 7 --shipped     # the shipped default models
     python scripts/fuzz.py --seed 1 --case 1234 -v             # replay one case
 
-Every case feeds bytes to ``idfcompress.codec.decode`` (which parses the container first) and
+Every case feeds bytes to ``idfcompress.decoder.decode`` (which parses the container first) and
 must end in one of two ways:
 
 * the exact image of the file it was derived from (damage the format ignores, or a chunk
@@ -69,11 +69,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from idfcompress import codec, container, model_io, regions  # noqa: E402
-from idfcompress.config import ModelConfig  # noqa: E402
+from idfcompress.codec import decoder, encoder  # noqa: E402
 from idfcompress.errors import IdfError, ModelError  # noqa: E402
-from idfcompress.flow import IntegerFlow  # noqa: E402
+from idfcompress.flow import (  # noqa: E402
+    loading,
+    store,
+)
+from idfcompress.flow.config import ModelConfig  # noqa: E402
+from idfcompress.flow.model import IntegerFlow  # noqa: E402
+from idfcompress.format import (
+    container,  # noqa: E402
+)
 from idfcompress.imageio import PixelImage, from_array, from_pil  # noqa: E402
+from idfcompress.predictive import regions  # noqa: E402
 
 MIB = 1 << 20
 TINY = {"width": 8, "prior_width": 8, "couplings_per_level": 2, "hidden_layers": 1}
@@ -123,10 +131,10 @@ def use_tiny_models(folder: Path) -> None:
     """Save two tiny random models in ``folder`` and make them the defaults."""
     folder.mkdir(parents=True, exist_ok=True)
     for channels, name in TINY_NAMES.items():
-        model_io.save_model(make_tiny_flow(channels, seed=channels), folder / f"{name}.safetensors")
-    dirs = os.environ.get(model_io.MODELS_ENV, "")
-    os.environ[model_io.MODELS_ENV] = os.pathsep.join(p for p in (str(folder), dirs) if p)
-    model_io.DEFAULT_MODELS.update(TINY_NAMES)
+        loading.save_model(make_tiny_flow(channels, seed=channels), folder / f"{name}.safetensors")
+    dirs = os.environ.get(store.MODELS_ENV, "")
+    os.environ[store.MODELS_ENV] = os.pathsep.join(p for p in (str(folder), dirs) if p)
+    store.DEFAULT_MODELS.update(TINY_NAMES)
 
 
 def smooth(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
@@ -144,14 +152,14 @@ def build_corpus(seed: int = 0) -> list[Sample]:
     samples = []
 
     def add(
-        name: str, image: PixelImage, tile: int, allow_raw: bool = True, mix_tile: int = -1
+        name: str, image: PixelImage, tile: int, mode: str = "predictive", mix_tile: int = -1
     ) -> None:
-        """``mix_tile``: every tile through the flow but that one, a raw tile (since format 7
-        the default encoder codes every tile raw)."""
+        """``mix_tile``: every tile through the flow but that one, a region tile (the default
+        encoder codes every tile as one)."""
         try:
-            data, _ = codec.encode(image, tile_size=tile, allow_raw=allow_raw and mix_tile < 0)
+            data, _ = encoder.encode(image, tile_size=tile, mode="flow" if mix_tile >= 0 else mode)
             if mix_tile >= 0:
-                raw, _ = codec.encode(image, tile_size=tile)
+                raw, _ = encoder.encode(image, tile_size=tile)
                 header, flow_chunks = container.read(data)
                 raw_chunks = [(e, p) for e, p in container.read(raw)[1] if e.tile == mix_tile]
                 chunks = [
@@ -162,18 +170,18 @@ def build_corpus(seed: int = 0) -> list[Sample]:
         except ModelError as exc:  # e.g. --shipped without a grey model: leave the file out
             print(f"corpus: no {name} file ({exc})")
             return
-        samples.append(Sample(name, data, codec.decode(data)))
+        samples.append(Sample(name, data, decoder.decode(data)))
 
-    add("rgb-flow", from_array(smooth(rng, 24, 40, 3)), 16, allow_raw=False)
+    add("rgb-flow", from_array(smooth(rng, 24, 40, 3)), 16, mode="flow")
     mixed = smooth(rng, 32, 32, 3)
     mixed[:16, 16:] = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
     add("rgb-mixed", from_array(mixed), 16, mix_tile=1)
-    add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, allow_raw=False)
-    add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, allow_raw=False)
-    add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16, allow_raw=False)
+    add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, mode="flow")
+    add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, mode="flow")
+    add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16, mode="flow")
     bright = smooth(rng, 32, 16, 3)
     bright[:16] = np.clip(bright[:16] // 8 + 220, 0, 255)  # its first stage: a fitted logistic
-    add("rgb-fitted", from_array(bright), 16, allow_raw=False)
+    add("rgb-fitted", from_array(bright), 16, mode="flow")
     add("la-raw", from_array(rng.integers(0, 256, (12, 12, 2), dtype=np.uint8)), 8)
     rgba = from_array(np.concatenate([smooth(rng, 16, 24, 3), smooth(rng, 16, 24, 1)], axis=2))
     rgba.metadata["ICCP"] = bytes(rng.integers(0, 256, 40, dtype=np.uint8))
@@ -371,8 +379,42 @@ class Case:
     data: bytes
     detail: str
     sample: Sample | None
-    max_pixels: int | None = codec.MAX_PIXELS
+    max_pixels: int | None = decoder.MAX_PIXELS
     must_be_exact: bool = False
+
+
+def _header_case(rng: np.random.Generator, sample: Sample) -> Case:
+    """A header field set to an extreme value; the CRCs fixed or not."""
+    kind, data = "header", sample.data
+    fields = _fields(data)
+    name, offset, fmt = fields[int(rng.integers(len(fields)))]
+    (old,) = struct.unpack_from(fmt, data, offset)
+    new = _extreme(rng, fmt, old)
+    b = bytearray(data)
+    struct.pack_into(fmt, b, offset, new)
+    fix = rng.random() if name != "header crc" else 1.0
+    if fix < 0.45:
+        fix_chunk_crcs(b)
+    elif fix < 0.9:
+        fix_header_crc(b)
+    detail = f"{name} {old} -> {new}" + (" (crcs fixed)" if fix < 0.9 else "")
+    max_pixels = None if rng.random() < 0.2 else decoder.MAX_PIXELS
+    return Case(kind, bytes(b), detail, sample, max_pixels)
+
+
+def _dims_case(rng: np.random.Generator, sample: Sample) -> Case:
+    """Other image or tile dimensions with the header CRC fixed."""
+    kind, data = "dims", sample.data
+    b = bytearray(data)
+    header, _ = container.read_header(data)
+    width, height, tile = header.width, header.height, header.tile_size
+    while (width, height, tile) == (header.width, header.height, header.tile_size):
+        width, height, tile = _dims(rng, header)
+    struct.pack_into("<IIBBH", b, 12, width, height, b[20], b[21], tile)
+    fix_header_crc(b)
+    max_pixels = None if rng.random() < 0.4 else decoder.MAX_PIXELS
+    detail = f"{width}x{height}, tile {tile}, max_pixels {max_pixels}"
+    return Case(kind, bytes(b), detail, sample, max_pixels)
 
 
 def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
@@ -399,31 +441,9 @@ def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
         damaged, detail = _damage(rng, data, kind)
         return Case(kind, damaged, detail, sample)
     if kind == "header":
-        fields = _fields(data)
-        name, offset, fmt = fields[int(rng.integers(len(fields)))]
-        (old,) = struct.unpack_from(fmt, data, offset)
-        new = _extreme(rng, fmt, old)
-        b = bytearray(data)
-        struct.pack_into(fmt, b, offset, new)
-        fix = rng.random() if name != "header crc" else 1.0
-        if fix < 0.45:
-            fix_chunk_crcs(b)
-        elif fix < 0.9:
-            fix_header_crc(b)
-        detail = f"{name} {old} -> {new}" + (" (crcs fixed)" if fix < 0.9 else "")
-        max_pixels = None if rng.random() < 0.2 else codec.MAX_PIXELS
-        return Case(kind, bytes(b), detail, sample, max_pixels)
+        return _header_case(rng, sample)
     if kind == "dims":
-        b = bytearray(data)
-        header, _ = container.read_header(data)
-        width, height, tile = header.width, header.height, header.tile_size
-        while (width, height, tile) == (header.width, header.height, header.tile_size):
-            width, height, tile = _dims(rng, header)
-        struct.pack_into("<IIBBH", b, 12, width, height, b[20], b[21], tile)
-        fix_header_crc(b)
-        max_pixels = None if rng.random() < 0.4 else codec.MAX_PIXELS
-        detail = f"{width}x{height}, tile {tile}, max_pixels {max_pixels}"
-        return Case(kind, bytes(b), detail, sample, max_pixels)
+        return _dims_case(rng, sample)
 
     header, chunks = _chunks_of(data)
     if kind == "swap" and len(chunks) < 2:  # the palette file has one chunk
@@ -523,7 +543,7 @@ def run_case(case: Case, slow: float, hard_timeout: float) -> Result:
     start = time.perf_counter()
     image = None
     try:
-        image = codec.decode(case.data, max_pixels=case.max_pixels)
+        image = decoder.decode(case.data, max_pixels=case.max_pixels)
         outcome, message = "decoded", ""
     except IdfError as exc:
         outcome, message = type(exc).__name__, str(exc)
@@ -638,7 +658,7 @@ def campaign(
 ) -> Tally:
     """Run the truncation sweep, then random cases ``start .. start + cases - 1``."""
     for sample in corpus:  # warm-up: models, tables, torch kernels
-        codec.decode(sample.data)
+        decoder.decode(sample.data)
     tally = Tally(rss_start=peak_rss_mib())
     threshold = tally.rss_start + max_rss_growth
     began = time.perf_counter()

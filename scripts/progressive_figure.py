@@ -28,9 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import idfcompress as ic  # noqa: E402
-from idfcompress import codec, container, entropy  # noqa: E402
-from idfcompress.flow import MixturePrior  # noqa: E402
-from idfcompress.model_io import load_model  # noqa: E402
+from idfcompress.codec import encoder  # noqa: E402
+from idfcompress.entropy import ans  # noqa: E402
+from idfcompress.flow import coding  # noqa: E402
+from idfcompress.flow.loading import load_model  # noqa: E402
+from idfcompress.flow.model import MixturePrior  # noqa: E402
+from idfcompress.format import container, layout  # noqa: E402
 
 ENTRY_BYTES = 16  # one chunk-table entry
 
@@ -59,43 +62,43 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
     loaded = load_model(group.model_name)
     flow = loaded.flow
     stages = flow.config.stages
-    raw = {e.tile for e in table if e.kind == codec.RAW_KIND}
+    raw = {e.tile for e in table if e.kind == layout.REGION_KIND}
     per_stage = {}
     for e in table:
-        if e.kind not in (codec.RAW_KIND, codec.MARGIN_KIND):
+        if e.kind not in (layout.REGION_KIND, layout.MARGIN_KIND):
             per_stage[e.tile] = per_stage.get(e.tile, 0) + e.length
     plane = image[:, :, group.first_channel : group.first_channel + group.channels]
-    tiles = codec.tiles_of(header.height, header.width, header.tile_size)
-    logistic = codec._logistic_tableset()
-    mixture = codec._mixture_tableset(flow)
+    tiles = layout.tiles_of(header.height, header.width, header.tile_size)
+    logistic = coding.logistic_tableset()
+    mixture = coding.mixture_tableset(flow)
     n_mix = len(mixture)
-    combined = entropy.TableSet(
+    combined = ans.TableSet(
         [mixture.table(t) for t in range(n_mix)] + [logistic.table(t) for t in range(len(logistic))]
     )
     payloads = {(e.tile, e.kind): p for e, p in container.read(data)[1]}
     single = {}
-    for batch in codec.tile_batches(tiles, flow.config.granularity):
-        x = codec._tile_tensor(plane, batch, flow.config.granularity)
+    for batch in layout.tile_batches(tiles, flow.config.granularity):
+        x = coding.tile_tensor(plane, batch, flow.config.granularity)
         parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in batch]
         heads = [0] * len(batch)  # the stages' leading bytes, in the one stream too
         for s, (z, prior) in enumerate(flow.coding_stages(x)):
             values = z.to(torch.int64).numpy()
             first = isinstance(prior, MixturePrior)
             if not first:
-                q, g = codec._grid_point(prior)
+                q, g = coding.grid_point(prior)
             for i, tile in enumerate(batch):
                 payload = payloads.get((tile.index, stages - s))
                 if payload is None:  # a raw core
                     continue
                 if first:  # the file's choice: mixtures or fitted
                     shape = (1, *z.shape[1:])
-                    _, ids, offsets, stream = codec._first_stage_streams(
+                    _, ids, offsets, stream = coding.first_stage_streams(
                         flow, payload, shape, tile.index
                     )
-                    base = 0 if payload[0] == codec.TOP_MIXTURE else n_mix
+                    base = 0 if payload[0] == layout.TOP_MIXTURE else n_mix
                 else:  # the file's log-scale shift
-                    shift, stream = codec._logistic_stage(payload, tile.index)
-                    ids, offsets = codec._shifted(q[i], g[i], shift)
+                    shift, stream = coding.logistic_stage(payload, tile.index)
+                    ids, offsets = coding.shifted(q[i], g[i], shift)
                     base = n_mix
                 heads[i] += len(payload) - len(stream)
                 parts[i].append((values[i].ravel(), ids.ravel() + base, offsets.ravel()))
@@ -103,7 +106,7 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
             if tile.index in raw:
                 continue
             v, t, o = (np.concatenate([p[j] for p in parts[i]]) for j in range(3))
-            single[tile.index] = heads[i] + len(entropy.encode(v, t, o, combined))
+            single[tile.index] = heads[i] + len(ans.encode(v, t, o, combined))
     streams = sum(per_stage.values())
     one_stream = sum(single.values())
     flow_tiles = len(single)
@@ -112,7 +115,7 @@ def layout_cost(image: np.ndarray, data: bytes) -> dict:
     return {
         "file_bytes": len(data),
         "flow_tiles": flow_tiles,
-        "raw_tiles": len(raw),
+        "region_tiles": len(raw),
         "stages": stages,
         "stage_streams_bytes": streams,
         "one_stream_bytes": one_stream,
@@ -181,7 +184,7 @@ def viewer_shot(data: bytes, stages: list, out: Path, at_stage: int, seconds: fl
         os.environ["DISPLAY"] = f":{number}"
         from PIL import Image, ImageGrab
 
-        from idfcompress import viewer
+        from idfcompress.app import viewer
 
         def grab(root, painted) -> None:
             if painted.stage.index == at_stage:
@@ -204,7 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", default="astronaut", help="skimage.data name or image path")
     parser.add_argument("--model", help="model name (default: the default RGB model)")
-    parser.add_argument("--tile-size", type=int, default=codec.DEFAULT_TILE_SIZE)
+    parser.add_argument("--tile-size", type=int, default=encoder.DEFAULT_TILE_SIZE)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/figures/progressive.png")
     parser.add_argument(
         "--crop", type=int, nargs=3, default=(80, 170, 96), metavar=("Y", "X", "SIZE")
@@ -232,7 +235,7 @@ def main() -> None:
     image = load_photo(args.image)
     started = time.perf_counter()
     data, stats = ic.compress_with_stats(
-        image, model=args.model, tile_size=args.tile_size, allow_raw=args.raw
+        image, model=args.model, tile_size=args.tile_size, mode="predictive" if args.raw else "flow"
     )
     encode_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -28,7 +28,7 @@ from dataclasses import fields
 
 import torch
 
-from idfcompress.config import ModelConfig
+from idfcompress.flow.config import ModelConfig
 from idfcompress.training import Trainer, TrainSettings
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from idfcompress import model_io
-from idfcompress.config import ModelConfig
-from idfcompress.flow import IntegerFlow
+from idfcompress.flow import loading, store
+from idfcompress.flow.config import ModelConfig
+from idfcompress.flow.model import IntegerFlow
 
 TINY = {"width": 8, "prior_width": 8, "couplings_per_level": 2, "hidden_layers": 1}
 
@@ -27,20 +27,20 @@ def make_tiny_flow(in_channels: int, seed: int = 0, **overrides) -> IntegerFlow:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    model_io.save_model(make_tiny_flow(3), folder / "tiny-rgb.safetensors")
-    model_io.save_model(make_tiny_flow(1, seed=1), folder / "tiny-gray.safetensors")
-    model_io.save_model(make_tiny_flow(3, seed=2), folder / "tiny-rgb-other.safetensors")
+    loading.save_model(make_tiny_flow(3), folder / "tiny-rgb.safetensors")
+    loading.save_model(make_tiny_flow(1, seed=1), folder / "tiny-gray.safetensors")
+    loading.save_model(make_tiny_flow(3, seed=2), folder / "tiny-rgb-other.safetensors")
     context = make_tiny_flow(3, seed=3, context_split=True)
-    model_io.save_model(context, folder / "tiny-rgb-context.safetensors")
+    loading.save_model(context, folder / "tiny-rgb-context.safetensors")
     return folder
 
 
 @pytest.fixture()
 def tiny_models(tiny_model_dir, monkeypatch):
     """Make the tiny models the defaults for this test."""
-    monkeypatch.setenv(model_io.MODELS_ENV, str(tiny_model_dir))
-    monkeypatch.setitem(model_io.DEFAULT_MODELS, 3, "tiny-rgb")
-    monkeypatch.setitem(model_io.DEFAULT_MODELS, 1, "tiny-gray")
+    monkeypatch.setenv(store.MODELS_ENV, str(tiny_model_dir))
+    monkeypatch.setitem(store.DEFAULT_MODELS, 3, "tiny-rgb")
+    monkeypatch.setitem(store.DEFAULT_MODELS, 1, "tiny-gray")
     return tiny_model_dir
 
 

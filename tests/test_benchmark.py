@@ -97,7 +97,7 @@ def test_figures_are_consistent(bench, images, tiny_models):
     # without the raw fallback the ideal bits cover the whole image
     for image in images:
         r = by[(image.name, "idfc-flow")]
-        assert r.raw_tiles == 0 and r.tiles >= 1
+        assert r.region_tiles == 0 and r.tiles >= 1
         assert r.ideal_bpsp == pytest.approx(r.ideal_bits / r.subpixels)
         assert r.file_overhead == pytest.approx(8 * r.bytes / r.ideal_bits - 1)
         assert r.file_overhead > r.stream_overhead  # the file adds a header to the streams

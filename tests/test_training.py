@@ -12,8 +12,9 @@ from conftest import TINY, smooth_image
 from PIL import Image
 
 import idfcompress as ic
-from idfcompress import container, model_io
-from idfcompress.config import ModelConfig
+from idfcompress.flow import loading, store
+from idfcompress.flow.config import ModelConfig
+from idfcompress.format import container
 from idfcompress.training import (
     CropSampler,
     Trainer,
@@ -85,10 +86,10 @@ def test_training_lowers_the_loss_and_exports(tmp_path, photo_dirs):
     assert trainer.validate(None) < before
     weights = trainer.export()
     card = json.loads(weights.with_suffix(".json").read_text())
-    assert card["sha256"] == model_io.file_sha256(weights).hex()
+    assert card["sha256"] == store.file_sha256(weights).hex()
     assert card["training"]["steps"] == 60
     assert all(v["file_format"] == container.FORMAT_VERSION for v in card["validation"].values())
-    flow = model_io.load_flow(weights)
+    flow = loading.load_flow(weights)
     assert flow.config == trainer.config
 
 
@@ -146,11 +147,11 @@ def test_quantisation_aware_training_from_a_float_run_exports_an_exact_model(
     assert start < float_run.validate(None) * 1.05  # calibrated quantisation keeps the model
     qat.run(progress=False)
     weights = qat.export()
-    flow = model_io.load_flow(weights)  # checks the exactness bounds
+    flow = loading.load_flow(weights)  # checks the exactness bounds
     assert flow.quantized
     card = json.loads(weights.with_suffix(".json").read_text())
     assert card["training"]["qat"] is True and card["training"]["init_steps"] == 30
-    monkeypatch.setenv(model_io.MODELS_ENV, str(weights.parent))
+    monkeypatch.setenv(store.MODELS_ENV, str(weights.parent))
     image = smooth_image(np.random.default_rng(2), 24, 40, 3)
     data = ic.compress(image, model="tiny-qat", tile_size=16)
     assert np.array_equal(ic.decompress(data), image)
@@ -172,9 +173,10 @@ def test_export_of_a_float_run_quantises_it_and_keeps_the_ema(tmp_path, photo_di
     assert moved < gap(trainer.ema.parameters(), trainer.flow.parameters()) / 4
     scores = card["training"]["subset_val_bpsp"]
     assert scores["ema"] != scores["raw"]
-    assert model_io.load_flow(Path(tmp_path / "models/tiny.safetensors")).quantized
+    assert loading.load_flow(Path(tmp_path / "models/tiny.safetensors")).quantized
 
 
+@pytest.mark.slow
 def test_torchrun_trains_on_two_processes_and_resumes(tmp_path, photo_dirs):
     """DistributedDataParallel over two CPU processes (gloo), as on several GPUs."""
     import subprocess
@@ -199,7 +201,7 @@ def test_torchrun_trains_on_two_processes_and_resumes(tmp_path, photo_dirs):
     assert [r["step"] for r in log] == [2, 4] and {r["processes"] for r in log} == {2}
     state = torch.load(tmp_path / "runs/ddp/checkpoint.pt", weights_only=True)
     assert len(json.loads(state["numpy_rng"])) == 2  # each process's crop sampler
-    flow = model_io.load_flow(tmp_path / "models/ddp.safetensors")
+    flow = loading.load_flow(tmp_path / "models/ddp.safetensors")
     card = json.loads((tmp_path / "models/ddp.json").read_text())
     assert flow.quantized and card["training"]["processes"] == 2
 
@@ -220,15 +222,15 @@ def test_validation_measures_what_the_codec_codes(tmp_path, rng):
     payload size of their margins (a 45x29 image has margins in every tile)."""
     from conftest import make_tiny_flow
 
-    from idfcompress import codec
+    from idfcompress.codec import encoder
+    from idfcompress.flow.loading import LoadedModel
     from idfcompress.imageio import from_array
-    from idfcompress.model_io import LoadedModel
 
     pixels = smooth_image(rng, 29, 45, 3)
     Image.fromarray(pixels).save(tmp_path / "v.png")
     flow = make_tiny_flow(3)
     loaded = LoadedModel("v", bytes(32), flow)
-    _, stats = codec.encode(from_array(pixels), model=loaded, tile_size=16, allow_raw=False)
+    _, stats = encoder.encode(from_array(pixels), model=loaded, tile_size=16, mode="flow")
     assert stats.ideal_bits > 0
     expected = stats.ideal_bits / pixels.size
     assert validation_bits(flow, [tmp_path / "v.png"], tile=16) == pytest.approx(expected, rel=1e-6)
@@ -265,20 +267,20 @@ def test_a_model_grown_by_context_networks_starts_as_its_parent_and_codes(
         _settings(tmp_path, *photo_dirs, name="grown", qat=True, init_from=str(parent), steps=6),
     )
     assert grown.flow.quantized and grown.lineage["grown_by"] == ["contexts", "top_context"]
-    before = model_io.load_flow(parent).state_dict()
+    before = loading.load_flow(parent).state_dict()
     after = grown.flow.state_dict()
     assert all(torch.equal(value, after[key]) for key, value in before.items())
     pixels = load_pixels(image_files([photo_dirs[1]])[0], 3)
     pixels = pixels[: pixels.shape[0] // 8 * 8, : pixels.shape[1] // 8 * 8]
     x = torch.from_numpy(pixels.transpose(2, 0, 1).copy()).float()[None]
     with torch.no_grad():
-        expected = model_io.load_flow(parent).nll_bits(x)
+        expected = loading.load_flow(parent).nll_bits(x)
         assert torch.allclose(grown.flow.nll_bits(x), expected, rtol=1e-6)
     grown.run(progress=False)
     weights = grown.export()
-    flow = model_io.load_flow(weights)
+    flow = loading.load_flow(weights)
     assert flow.config.context_split and flow.config.stages == 7
-    monkeypatch.setenv(model_io.MODELS_ENV, str(weights.parent))
+    monkeypatch.setenv(store.MODELS_ENV, str(weights.parent))
     image = smooth_image(np.random.default_rng(3), 40, 56, 3)
     data = ic.compress(image, model="grown", tile_size=32)
     assert np.array_equal(ic.decompress(data), image)

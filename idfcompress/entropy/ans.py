@@ -1,0 +1,347 @@
+"""Grouped categorical ANS coding with escapes for out-of-window values.
+
+Every symbol i is a value ``x_i`` coded with the fixed table ``table_ids[i]`` of a
+:class:`TableSet` as bin ``b_i = x_i - offsets[i]``. The first and last bin of every table are
+escape bins: values at or beyond them also code an overflow count with uniform models.
+
+Layout of the ANS stream, in the order the decoder pops it:
+
+1. the bins, table by table in ascending table id, within a table in ascending flat index;
+2. for each escaped position in ascending flat index, the overflow's bit length
+   ``L = bit_length(u + 1) - 1`` with Uniform(64);
+3. for each escaped position in ascending flat index, the ``L`` bits of ``u + 1`` below its
+   leading one, in chunks of at most 16 bits (least significant chunk first).
+
+The payload is the ANS coder's uint32 words as little-endian bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import constriction
+import numpy as np
+
+from ..errors import CorruptFile
+from .tables import MAX_TABLE_SIZE, quantize_weights
+
+__all__ = [
+    "MAX_ABS_VALUE",
+    "SegmentDecoder",
+    "TableSet",
+    "decode",
+    "encode",
+    "encode_segments",
+    "ideal_bits_of_tables",
+]
+
+MAX_ABS_VALUE = 1 << 60
+"""Values and offsets must lie in [-MAX_ABS_VALUE, MAX_ABS_VALUE]."""
+
+_MAX_LENGTH = 61  # largest overflow bit length an encoder can produce (u + 1 <= 2**61 + 1)
+_CHUNK_BITS = 16
+
+_model = constriction.stream.model
+_AnsCoder = constriction.stream.stack.AnsCoder
+_LENGTH_MODEL = _model.Uniform(64)
+_CHUNK_FAMILY = _model.Uniform()
+
+
+class TableSet:
+    """A fixed list of discrete distributions (1-D float64 probability vectors, each >= 2 bins);
+    the first and last bin of every table are escape bins."""
+
+    def __init__(self, tables: Sequence[np.ndarray]) -> None:
+        self._tables = [np.asarray(t, dtype=np.float64) for t in tables]
+        for i, t in enumerate(self._tables):
+            if t.ndim != 1 or not 2 <= t.size <= MAX_TABLE_SIZE:
+                raise ValueError(f"table {i} must be 1-D with 2..{MAX_TABLE_SIZE} bins")
+            if not np.all(np.isfinite(t)) or np.any(t < 0) or not np.any(t > 0):
+                raise ValueError(f"table {i} must be finite, nonnegative and not all zero")
+        self.sizes = np.array([t.size for t in self._tables], dtype=np.int64)
+        self.sizes.setflags(write=False)
+        self._models: list[object | None] = [None] * len(self._tables)
+        self._flat: np.ndarray | None = None
+        self._starts: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def table(self, table_id: int) -> np.ndarray:
+        """The probability vector of one table, as given."""
+        return self._tables[table_id]
+
+    def model(self, table_id: int) -> object:
+        """The constriction Categorical model of one table (built on first use, then cached)."""
+        m = self._models[table_id]
+        if m is None:
+            # Weights w >= 1 summing to 2**24; constriction's fast quantisation adds 1 to each
+            # entry of an unnormalised table whose sum is 2**24 - n, so passing w - 1 makes
+            # constriction use exactly the weights w (independent of float rounding).
+            w = quantize_weights(self._tables[table_id])
+            m = _model.Categorical(np.ascontiguousarray(w - 1, dtype=np.float64), perfect=False)
+            self._models[table_id] = m
+        return m
+
+    def _flat_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._flat is None:
+            self._starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+            self._flat = (
+                np.concatenate(self._tables) if self._tables else np.zeros(0, dtype=np.float64)
+            )
+        assert self._starts is not None
+        return self._flat, self._starts
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_args(
+    table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet
+) -> tuple[np.ndarray, np.ndarray]:
+    table_ids = np.asarray(table_ids)
+    offsets = np.asarray(offsets)
+    if table_ids.shape != offsets.shape:
+        raise ValueError(f"shape mismatch: table_ids {table_ids.shape} vs offsets {offsets.shape}")
+    if table_ids.size and not np.issubdtype(table_ids.dtype, np.integer):
+        raise ValueError("table_ids must be integers")
+    if offsets.size and not np.issubdtype(offsets.dtype, np.integer):
+        raise ValueError("offsets must be integers")
+    tid = table_ids.reshape(-1).astype(np.int64, copy=False)
+    off = offsets.reshape(-1).astype(np.int64, copy=False)
+    if tid.size:
+        if tid.min() < 0 or tid.max() >= len(tables):
+            raise ValueError(f"table ids must lie in [0, {len(tables)})")
+        if np.abs(off).max() > MAX_ABS_VALUE:
+            raise ValueError(f"offsets must lie within +-{MAX_ABS_VALUE}")
+    return tid, off
+
+
+def _group(tid: np.ndarray, num_tables: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable order by table id, the ids present (ascending) and their group boundaries."""
+    # A stable sort of 16-bit keys is a radix sort in numpy: much faster than int64 keys.
+    key = tid.astype(np.int16) if num_tables <= np.iinfo(np.int16).max else tid
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(tid, minlength=num_tables)
+    present = np.flatnonzero(counts)
+    ends = np.cumsum(counts[present])
+    return order, present, ends
+
+
+def _bit_length_minus_one(v: np.ndarray) -> np.ndarray:
+    """floor(log2(v)) for int64 v >= 1, exact."""
+    est = np.floor(np.log2(v.astype(np.float64))).astype(np.int64)
+    est -= (v >> est) == 0  # float rounding may overshoot near powers of two
+    est += (v >> np.minimum(est + 1, 62)) > 0
+    return est
+
+
+def _chunk_layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each chunk: index of its escape, bit shift and bit count (chunks with >= 1 bit)."""
+    nchunks = (lengths + (_CHUNK_BITS - 1)) // _CHUNK_BITS
+    owner = np.repeat(np.arange(lengths.size), nchunks)
+    first = np.cumsum(nchunks) - nchunks
+    j = np.arange(owner.size) - first[owner]
+    shift = _CHUNK_BITS * j
+    nbits = np.minimum(_CHUNK_BITS, lengths[owner] - shift)
+    return owner, shift, nbits
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def encode(
+    values: np.ndarray, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet
+) -> bytes:
+    """Entropy-codes ``values`` (integers, any shape) with their tables; returns the payload.
+
+    Raises ValueError on mismatched shapes, unknown table ids, non-integer input or values or
+    offsets beyond +-MAX_ABS_VALUE.
+    """
+    return encode_segments([(values, table_ids, offsets)], tables)
+
+
+def encode_segments(
+    segments: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: TableSet
+) -> bytes:
+    """One payload of several ``(values, table_ids, offsets)`` segments, each laid out as
+    :func:`encode` lays out its values, segment after segment in the order the decoder pops
+    them (:class:`SegmentDecoder`); the same argument checks as :func:`encode`."""
+    checked = [_check_segment(v, t, o, tables) for v, t, o in segments]
+    coder = _AnsCoder()
+    if not checked:
+        return b""
+    x, tid, off = (np.concatenate(parts) for parts in zip(*checked, strict=True))
+    if x.size == 0:
+        return b""
+    counts = np.array([c[0].size for c in checked], dtype=np.int64)
+    segment = np.repeat(np.arange(counts.size), counts)
+    b = x - off
+    last = tables.sizes[tid] - 1
+    bins = np.clip(b, 0, last).astype(np.int32)
+    escaped = (b <= 0) | (b >= last)
+
+    # Bins of each segment grouped by ascending table id, then its overflows; pushed in
+    # reverse so that the decoder pops segment after segment.
+    order = np.lexsort((tid, segment))
+    sorted_bins, sorted_tid, sorted_segment = bins[order], tid[order], segment[order]
+    run_starts = np.flatnonzero(
+        np.diff(sorted_tid, prepend=-1) | np.diff(sorted_segment, prepend=-1)
+    )
+    run_ends = np.append(run_starts[1:], x.size)
+    first_run = np.searchsorted(sorted_segment[run_starts], np.arange(counts.size + 1)).tolist()
+    has_escapes = np.bincount(segment[escaped], minlength=counts.size).tolist()
+    segment_starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    runs = list(
+        zip(run_starts.tolist(), run_ends.tolist(), sorted_tid[run_starts].tolist(), strict=True)
+    )
+    for k in range(counts.size - 1, -1, -1):
+        if has_escapes[k]:
+            lo, hi = segment_starts[k], segment_starts[k + 1]
+            esc = np.flatnonzero(escaped[lo:hi]) + lo
+            _push_overflows(coder, b[esc], last[esc])
+        for start, stop, t in reversed(runs[first_run[k] : first_run[k + 1]]):
+            coder.encode_reverse(sorted_bins[start:stop], tables.model(t))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _check_segment(
+    values: np.ndarray, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    values = np.asarray(values)
+    tid, off = _check_args(table_ids, offsets, tables)
+    if values.shape != np.shape(table_ids):
+        raise ValueError(
+            f"shape mismatch: values {values.shape} vs table_ids {np.shape(table_ids)}"
+        )
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+        raise ValueError("values must be integers")
+    x = values.reshape(-1).astype(np.int64, copy=False)
+    if x.size and np.abs(x).max() > MAX_ABS_VALUE:
+        raise ValueError(f"values must lie within +-{MAX_ABS_VALUE}")
+    return x, tid, off
+
+
+def _push_overflows(coder: Any, b: np.ndarray, last: np.ndarray) -> None:
+    """Pushes the overflow lengths and chunks of escaped bins ``b`` (before their bins)."""
+    u = np.where(b <= 0, -b, b - last)
+    v = u + 1
+    lengths = _bit_length_minus_one(v)
+    owner, shift, nbits = _chunk_layout(lengths)
+    if owner.size:
+        chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
+        sizes = (np.int64(1) << nbits).astype(np.int32)
+        coder.encode_reverse(chunks.astype(np.int32), _CHUNK_FAMILY, sizes)
+    coder.encode_reverse(lengths.astype(np.int32), _LENGTH_MODEL)
+
+
+def decode(data: bytes, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Decodes values (int64, shape of ``table_ids``) coded by :func:`encode` with the same
+    table ids, offsets and tables.
+
+    Raises CorruptFile when the payload cannot be decoded; corrupt data that happens to decode
+    may give wrong values (the container's checksums catch those). Raises ValueError on
+    invalid arguments (as :func:`encode`).
+    """
+    decoder = SegmentDecoder(data, tables)
+    values = decoder.decode(table_ids, offsets)
+    decoder.finish()
+    return values
+
+
+class SegmentDecoder:
+    """Pops the segments of an :func:`encode_segments` payload one by one, each with table
+    ids and offsets the caller may derive from the segments before it.
+
+    ``decode`` raises CorruptFile when the payload cannot be decoded (ValueError on invalid
+    arguments); ``finish`` when data is left after the last segment."""
+
+    def __init__(self, data: bytes, tables: TableSet) -> None:
+        data = bytes(data)
+        if len(data) % 4:
+            raise CorruptFile("entropy-coded payload length is not a multiple of 4")
+        self._tables = tables
+        try:
+            self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as e:  # constriction panics derive from BaseException
+            raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
+
+    def decode(self, table_ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """The next segment's values (int64, shape of ``table_ids``)."""
+        shape = np.shape(table_ids)
+        tid, off = _check_args(table_ids, offsets, self._tables)
+        try:
+            x = _pop(self._coder, tid, off, self._tables)
+        except CorruptFile:
+            raise
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as e:  # constriction panics derive from BaseException
+            raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
+        if x.size and np.abs(x).max() > MAX_ABS_VALUE:
+            raise CorruptFile("entropy-coded payload decodes to out-of-range values")
+        return x.reshape(shape)
+
+    def finish(self) -> None:
+        """Checks that the payload held nothing after the segments decoded."""
+        if not self._coder.is_empty():
+            raise CorruptFile("entropy-coded payload has data left after decoding")
+
+
+def _pop(coder: Any, tid: np.ndarray, off: np.ndarray, tables: TableSet) -> np.ndarray:
+    # Fixed before decoding so that corrupt data can't make them fail.
+    sizes = tables.sizes
+    order, present, ends = _group(tid, len(tables))
+    starts = ends - np.diff(ends, prepend=0)
+    models = [tables.model(t) for t in present.tolist()]
+    sorted_bins = np.empty(tid.size, dtype=np.int32)
+    for m, s, e in zip(models, starts.tolist(), ends.tolist(), strict=True):
+        sorted_bins[s:e] = coder.decode(m, e - s)
+    bins = np.empty(tid.size, dtype=np.int64)
+    bins[order] = sorted_bins
+    last = sizes[tid] - 1
+    if np.any(bins < 0) or np.any(bins > last):
+        raise CorruptFile("entropy decoder produced an out-of-range bin")
+
+    x = bins + off
+    low_esc = bins == 0
+    esc = np.flatnonzero(low_esc | (bins == last))
+    if esc.size:
+        lengths = coder.decode(_LENGTH_MODEL, esc.size).astype(np.int64)
+        if lengths.max() > _MAX_LENGTH:
+            raise CorruptFile("entropy-coded overflow is too long")
+        owner, shift, nbits = _chunk_layout(lengths)
+        v = np.int64(1) << lengths
+        if owner.size:
+            chunk_sizes = (np.int64(1) << nbits).astype(np.int32)
+            chunks = coder.decode(_CHUNK_FAMILY, chunk_sizes).astype(np.int64)
+            if np.any(chunks < 0) or np.any(chunks >= chunk_sizes):
+                raise CorruptFile("entropy decoder produced an out-of-range chunk")
+            has = np.flatnonzero(lengths > 0)
+            firsts = np.searchsorted(owner, has)
+            v[has] |= np.bitwise_or.reduceat(chunks << shift, firsts)
+        u = v - 1
+        x[esc] = np.where(low_esc[esc], x[esc] - u, x[esc] + u)
+    return x
+
+
+def ideal_bits_of_tables(
+    values: np.ndarray, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet
+) -> float:
+    """Sum of -log2 p(bin) over all symbols under the float tables (overflow bits excluded)."""
+    tid, off = _check_args(table_ids, offsets, tables)
+    x = np.asarray(values).reshape(-1).astype(np.int64, copy=False)
+    if x.size != tid.size:
+        raise ValueError("values and table_ids differ in size")
+    if x.size == 0:
+        return 0.0
+    flat, starts = tables._flat_tables()
+    bins = np.clip(x - off, 0, tables.sizes[tid] - 1)
+    p = flat[starts[tid] + bins]
+    with np.errstate(divide="ignore"):
+        return float(-np.log2(p).sum())

@@ -1,0 +1,459 @@
+"""Flow stages <-> ANS streams: how the latents of a batch of tile cores become chunk
+payloads (the encoder) and how payloads become latents again, stage by stage (the decoder).
+
+Payload layouts are in docs/FORMAT.md ("Flow stages"): a first stage leads with a byte that
+says whether the model's mixtures or fitted grid logistics code it; every other stage leads
+with a log-scale shift byte.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import struct
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from ..entropy import ans
+from ..entropy.tables import (
+    FIT_MIN_LOGSCALE,
+    LOGSCALE_COUNT,
+    LOGSCALE_MIN,
+    LOGSCALE_STEP,
+    MEAN_STEPS,
+    PROB_TOTAL,
+    fit_logistic,
+    grid_ids,
+    heaviest_fit_weight,
+    logistic_indices,
+    logistic_tables,
+    mixture_table,
+    quantize_weights,
+)
+from ..errors import CorruptFile, ModelError
+from ..format.container import ChunkEntry, PlaneGroup, payload
+from ..format.layout import (
+    ARITHMETIC_EXACT,
+    TOP_LOGISTIC,
+    TOP_MIXTURE,
+    ChunkKey,
+    Tile,
+    core_of,
+    core_shape,
+)
+from .loading import LoadedModel, load_model
+from .model import IntegerFlow, LogisticPrior, MixturePrior, Prior, StagedInverse, logistic_log_prob
+from .store import file_sha256, find_model
+
+MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
+_Q_BIAS = 1 << 15
+_SHIFT = struct.Struct("<b")  # leading byte of a logistic-stage payload: the log-scale shift
+SHIFT_SEARCH = (4, 2, 1)  # the encoder's steps towards a stage's best log-scale shift (+-7)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def exact_arithmetic(function: _F) -> _F:
+    """Run ``function`` with PyTorch's convolution algorithms that only multiply and add.
+
+    The networks compute exactly (arithmetic 2, docs/FORMAT.md) under any thread count and
+    instruction set as long as no convolution transforms its operands: NNPACK (Winograd,
+    FFT) is switched off and TF32 is refused, for the duration of the call.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _guarded_calls, _saved_flags
+        with _guard_lock:  # process-wide settings: restored once no codec call is running
+            if not _guarded_calls:
+                (nnpack,) = torch.backends.nnpack.set_flags(False)
+                _saved_flags = (
+                    nnpack,
+                    torch.backends.cudnn.allow_tf32,
+                    torch.backends.cuda.matmul.allow_tf32,
+                )
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
+            _guarded_calls += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with _guard_lock:
+                _guarded_calls -= 1
+                if not _guarded_calls:
+                    torch.backends.nnpack.set_flags(_saved_flags[0])
+                    torch.backends.cudnn.allow_tf32 = _saved_flags[1]
+                    torch.backends.cuda.matmul.allow_tf32 = _saved_flags[2]
+
+    return wrapper  # type: ignore[return-value]
+
+
+_guard_lock = threading.Lock()
+_guarded_calls = 0
+_saved_flags = (True, True, False)
+
+
+def set_threads(threads: int) -> None:
+    """The CPU threads the networks use (the bytes are the same for any count)."""
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def model_for(group: PlaneGroup) -> LoadedModel:
+    """The installed model a plane group names, once its SHA-256 matches the file's (checked
+    before the model is built); ``ModelError`` otherwise, ``CorruptFile`` for a group its
+    model cannot code."""
+    try:
+        path = find_model(group.model_name)
+        sha256 = file_sha256(path)
+    except (ModelError, OSError) as exc:
+        raise ModelError(f"this file needs model '{group.model_name}': {exc}") from None
+    if sha256 != group.model_sha256:
+        raise ModelError(
+            f"this file needs model '{group.model_name}' "
+            f"with sha256 {group.model_sha256.hex()[:16]}…, "
+            f"but the installed one has {sha256.hex()[:16]}…"
+        )
+    try:
+        loaded = load_model(group.model_name)
+    except ModelError as exc:
+        raise ModelError(f"this file needs model '{group.model_name}': {exc}") from None
+    if loaded.sha256 != group.model_sha256:  # the file changed since it was hashed
+        raise ModelError(f"model '{group.model_name}' changed while it was loaded")
+    if loaded.flow.config.in_channels != group.channels:
+        raise CorruptFile(
+            f"model '{group.model_name}' codes {loaded.flow.config.in_channels} channels, "
+            f"the file says {group.channels}"
+        )
+    if group.arithmetic != ARITHMETIC_EXACT:
+        raise CorruptFile(f"unknown arithmetic id {group.arithmetic}")
+    return loaded
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def tile_tensor(plane: np.ndarray, tiles: list[Tile], granularity: int) -> torch.Tensor:
+    """(B, C, H, W) float tensor of the tiles' cores (all of one shape)."""
+    cores = np.stack([core_of(plane, t, granularity) for t in tiles])
+    return torch.from_numpy(cores).permute(0, 3, 1, 2).float()
+
+
+@lru_cache(maxsize=1)
+def logistic_tableset() -> ans.TableSet:
+    """The grid logistics every logistic stage is coded with."""
+    return ans.TableSet(logistic_tables())
+
+
+# Keyed by the flow object itself (weakly), never by id(): a new model could reuse an id.
+_mixture_cache: weakref.WeakKeyDictionary[IntegerFlow, ans.TableSet] = weakref.WeakKeyDictionary()
+
+
+def mixture_tableset(flow: IntegerFlow) -> ans.TableSet:
+    """The model's first-stage mixtures, one table per channel."""
+    key = flow
+    if key not in _mixture_cache:
+        logits, means, log_scales = (t.detach().double().numpy() for t in flow.mixture_parameters())
+        cfg = flow.config
+        tables = [
+            mixture_table(logits[c], means[c], log_scales[c], cfg.top_low, cfg.top_high)
+            for c in range(logits.shape[0])
+        ]
+        _mixture_cache[key] = ans.TableSet(tables)
+    return _mixture_cache[key]
+
+
+_first_stage_floor_cache: weakref.WeakKeyDictionary[IntegerFlow, float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def first_stage_floor(flow: IntegerFlow) -> float:
+    """Fewest bits any first-stage symbol takes in an ANS stream.
+
+    That is -log2 of the heaviest weight of the tables a first stage can use (the model's
+    mixtures, the grid logistics a fitted first stage may pick), less 0.006 bit for the
+    coder's rounding; 0 when nothing is left. A first-stage payload shorter than this many
+    bits per latent (plus the coder's 64-bit state) cannot come from an encoder: the
+    decoder refuses such a chunk before anything is allocated for the image.
+    """
+    key = flow
+    if key not in _first_stage_floor_cache:
+        tables = mixture_tableset(flow)
+        heaviest = max(int(quantize_weights(tables.table(c)).max()) for c in range(len(tables)))
+        heaviest = max(heaviest, heaviest_fit_weight())
+        _first_stage_floor_cache[key] = max(0.0, -math.log2(heaviest / PROB_TOTAL) - 0.006)
+    return _first_stage_floor_cache[key]
+
+
+def _fitted_streams(
+    q: np.ndarray, g: np.ndarray, shape: tuple[int, ...]
+) -> tuple[ans.TableSet, np.ndarray, np.ndarray]:
+    """Table set, ids and offsets, shaped (C, h, w), of a fitted first stage."""
+    ids, offsets = grid_ids(q, g)
+    c, h, w = shape[1:]
+    return (
+        logistic_tableset(),
+        np.ascontiguousarray(np.broadcast_to(ids[:, None, None], (c, h, w))),
+        np.ascontiguousarray(np.broadcast_to(offsets[:, None, None], (c, h, w))),
+    )
+
+
+def stream_parameters(
+    flow: IntegerFlow, prior: Prior
+) -> tuple[ans.TableSet, np.ndarray, np.ndarray]:
+    """Table set, table ids and offsets (each shaped like the latents) of a stage's prior."""
+    if isinstance(prior, MixturePrior):
+        ids = np.broadcast_to(
+            np.arange(prior.shape[1], dtype=np.int32)[None, :, None, None], prior.shape
+        )
+        offsets = np.full(prior.shape, flow.config.top_low, dtype=np.int64)
+        return mixture_tableset(flow), np.ascontiguousarray(ids), offsets
+    return logistic_tableset(), *grid_ids(*grid_point(prior))
+
+
+def grid_point(prior: LogisticPrior) -> tuple[np.ndarray, np.ndarray]:
+    """The grid indices ``(q, g)`` of a logistic prior's latents (``logistic_indices``)."""
+    return logistic_indices(prior.mean.double().numpy(), prior.log_scale.double().numpy())
+
+
+# ------------------------------------------------------------------------------ first stage
+
+
+def first_stage(
+    flow: IntegerFlow, z: torch.Tensor
+) -> tuple[bytes, ans.TableSet, np.ndarray, np.ndarray, float]:
+    """How one core's first stage ``z`` (1, C, h, w) is coded: the payload's leading bytes,
+    the table set, ids and offsets (C, h, w), and the ideal bits (leading bytes included).
+
+    The model's mixtures know nothing of the tile; a grid logistic per channel fitted to the
+    tile (``tables.fit_logistic``) costs 3 bytes per channel and is used where its ideal
+    size is smaller.
+    """
+    mixture = MixturePrior(tuple(z.shape))
+    tableset, ids, offsets = stream_parameters(flow, mixture)
+    head = bytes([TOP_MIXTURE])
+    choice = (head, tableset, ids[0], offsets[0], 8.0 + mixture_bits(flow, z))
+    q, g, _ = fit_logistic(z[0].to(torch.int64).numpy().reshape(z.shape[1], -1))
+    if np.abs(q).max() < _Q_BIAS:
+        head = bytes([TOP_LOGISTIC]) + g.astype(np.uint8).tobytes()
+        head += (q + _Q_BIAS).astype("<u2").tobytes()
+        per_channel = (1, -1, 1, 1)
+        bits = 8.0 * len(head) + grid_bits(z, q.reshape(per_channel), g.reshape(per_channel))[0]
+        if bits < choice[4]:
+            choice = (head, *_fitted_streams(q, g, tuple(z.shape)), bits)
+    return choice
+
+
+def first_stage_streams(
+    flow: IntegerFlow, data: bytes | memoryview, shape: tuple[int, ...], tile: int
+) -> tuple[ans.TableSet, np.ndarray, np.ndarray, bytes | memoryview]:
+    """Table set, ids, offsets (C, h, w) and ANS stream of a first-stage payload ``data`` for
+    latents ``shape`` (1, C, h, w); ``CorruptFile`` if its leading bytes are invalid."""
+    c = shape[1]
+    kind = data[0] if len(data) else None
+    if kind == TOP_MIXTURE:
+        tableset, ids, offsets = stream_parameters(flow, MixturePrior(shape))
+        return tableset, ids[0], offsets[0], data[1:]
+    if kind == TOP_LOGISTIC and len(data) >= 1 + 3 * c:
+        g = np.frombuffer(data[1 : 1 + c], np.uint8).astype(np.int64)
+        q = np.frombuffer(data[1 + c : 1 + 3 * c], "<u2").astype(np.int64) - _Q_BIAS
+        if g.min() >= FIT_MIN_LOGSCALE and g.max() < LOGSCALE_COUNT:
+            return (*_fitted_streams(q, g, shape), data[1 + 3 * c :])
+    raise CorruptFile(f"corrupt .idf file: tile {tile} has an invalid first-stage prior")
+
+
+def mixture_bits(flow: IntegerFlow, z: torch.Tensor) -> float:
+    """Ideal bits of first-stage latents ``z`` under the model's mixtures."""
+    return float(-flow.mixture_log_prob(z).double().sum() / np.log(2.0))
+
+
+# ------------------------------------------------------------------------------ logistic stages
+
+
+def _moved(g: np.ndarray, shift: int | np.ndarray) -> np.ndarray:
+    """Log-scale indices ``g`` moved by a stage's ``shift`` (broadcast), kept on the grid."""
+    return np.clip(g + shift, 0, LOGSCALE_COUNT - 1)
+
+
+def shifted(q: np.ndarray, g: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Table ids and offsets of the grid logistics ``(q, g)`` with every log-scale index
+    moved by ``shift``."""
+    return grid_ids(q, _moved(g, shift))
+
+
+def grid_bits(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Ideal bits, per tile (first axis), of latents ``z`` under the grid logistics (q, g)
+    (arrays shaped like ``z`` or broadcasting to it)."""
+    mean = torch.from_numpy(q).float() / MEAN_STEPS
+    log_scale = torch.from_numpy(LOGSCALE_MIN + g * LOGSCALE_STEP).float()
+    bits = logistic_log_prob(z, mean, log_scale).double().sum(dim=(1, 2, 3))
+    return (-bits / math.log(2.0)).numpy()
+
+
+def scale_shifts(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile of a logistic stage: the log-scale shift its payload gets and the ideal bits
+    of the stage with it.
+
+    The prior network knows only what photographs it was trained on; a tile that is smoother
+    or noisier than them codes smaller with all its scales moved by the same step. The search
+    (steps ``SHIFT_SEARCH``) compares the ideal bits of a quarter of the latents (every other
+    row and column), which is enough to choose and a quarter of the work.
+    """
+    zs, qs, gs = z[:, :, ::2, ::2], q[:, :, ::2, ::2], g[:, :, ::2, ::2]
+    best = np.zeros(z.shape[0], dtype=np.int64)
+    bits = grid_bits(zs, qs, gs)
+    for step in SHIFT_SEARCH:
+        centre = best.copy()
+        for candidate in (centre - step, centre + step):
+            trial = grid_bits(zs, qs, _moved(gs, candidate[:, None, None, None]))
+            better = trial < bits
+            best[better], bits[better] = candidate[better], trial[better]
+    return best, grid_bits(z, q, _moved(g, best[:, None, None, None]))
+
+
+def logistic_stage(data: bytes | memoryview, tile: int) -> tuple[int, bytes | memoryview]:
+    """The log-scale shift and the ANS stream of a logistic-stage payload ``data``."""
+    if not len(data):
+        raise CorruptFile(f"corrupt .idf file: tile {tile} has an empty flow stage")
+    return _SHIFT.unpack_from(data)[0], data[1:]
+
+
+def core_ideal_bits(flow: IntegerFlow, x: torch.Tensor) -> float:
+    """The ideal bits the codec's flow streams take for a core ``x`` (1, C, H, W)."""
+    bits = 0.0
+    for z, prior in flow.coding_stages(x):
+        if isinstance(prior, MixturePrior):
+            bits += first_stage(flow, z)[4]
+        else:
+            bits += 8.0 + float(scale_shifts(z, *grid_point(prior))[1].sum())
+    return bits
+
+
+# ------------------------------------------------------------------------------ encoder
+
+
+@exact_arithmetic
+@torch.no_grad()
+def encode_batch(
+    loaded: LoadedModel, plane: np.ndarray, batch: Sequence[Tile]
+) -> list[tuple[list[bytes], float]]:
+    """Per tile of ``batch`` (cores of one shape): its stage payloads, coarsest first, and
+    their ideal bits."""
+    flow = loaded.flow
+    x = tile_tensor(plane, list(batch), flow.config.granularity)
+    payloads: list[list[bytes]] = [[] for _ in batch]
+    ideal = np.zeros(len(batch))
+    for z, prior in flow.coding_stages(x):
+        if float(z.abs().max()) > MAX_LATENT:
+            raise ModelError(f"model {loaded.name} produced out-of-range latents")
+        values = z.to(torch.int64).numpy()
+        if isinstance(prior, MixturePrior):
+            for i in range(len(batch)):
+                head, tableset, ids, offsets, bits = first_stage(flow, z[i : i + 1])
+                payloads[i].append(head + ans.encode(values[i], ids, offsets, tableset))
+                ideal[i] += bits
+            continue
+        q, g = grid_point(prior)
+        shifts, bits = scale_shifts(z, q, g)
+        for i in range(len(batch)):
+            ids, offsets = shifted(q[i], g[i], int(shifts[i]))
+            stream = ans.encode(values[i], ids, offsets, logistic_tableset())
+            payloads[i].append(_SHIFT.pack(shifts[i]) + stream)
+            ideal[i] += 8.0 + bits[i]
+    return [(payloads[i], float(ideal[i])) for i in range(len(batch))]
+
+
+# ------------------------------------------------------------------------------ decoder
+
+
+class BatchDecoder:
+    """One batch of flow-coded cores of a plane group, decoded stage by stage (coarsest
+    first).
+
+    The exact decoder and the progressive decoder both go through this class, so they run
+    the same batches, priors and tables; ``staged`` holds the inverse flow after the stages
+    decoded so far.
+    """
+
+    def __init__(
+        self, flow: IntegerFlow, g: int, batch: list[Tile], entries: dict[ChunkKey, ChunkEntry]
+    ) -> None:
+        self.flow = flow
+        self.group = g
+        self.batch = batch
+        self.entries = entries
+        self.stages = flow.config.stages
+        self.staged = StagedInverse(
+            flow, len(batch), *core_shape(batch[0], flow.config.granularity)
+        )
+
+    @property
+    def done(self) -> bool:
+        """Whether every stage has been decoded."""
+        return self.staged.stage == self.stages
+
+    @exact_arithmetic
+    @torch.no_grad()
+    def parameters(
+        self, staged: StagedInverse
+    ) -> tuple[Prior, ans.TableSet, np.ndarray, np.ndarray]:
+        """Prior, table set, table ids and offsets of the next stage of ``staged``."""
+        prior = staged.prior()
+        return (prior, *stream_parameters(self.flow, prior))
+
+    @exact_arithmetic
+    @torch.no_grad()
+    def decode_stage(self, data: bytes | memoryview) -> None:
+        """Entropy-decode the next stage of every tile from ``data`` and push it."""
+        s = self.staged.stage
+        prior = self.staged.prior()
+        first = isinstance(prior, MixturePrior)  # its tables are in each tile's payload
+        if isinstance(prior, MixturePrior):
+            z = np.empty(prior.shape, dtype=np.int64)
+        else:
+            q, g = grid_point(prior)
+            z = np.empty(q.shape, dtype=np.int64)
+        for i, tile in enumerate(self.batch):
+            entry = self.entries.get((self.group, tile.index, self.stages - s))
+            if entry is None:
+                raise CorruptFile(f"tile {tile.index} lacks stage {self.stages - s}")
+            chunk = payload(data, entry)
+            if first:
+                shape = (1, *z.shape[1:])
+                tables, tile_ids, tile_offsets, stream = first_stage_streams(
+                    self.flow, chunk, shape, tile.index
+                )
+                z[i] = ans.decode(stream, tile_ids, tile_offsets, tables)
+            else:
+                shift, stream = logistic_stage(chunk, tile.index)
+                ids, offsets = shifted(q[i], g[i], shift)
+                z[i] = ans.decode(stream, ids, offsets, logistic_tableset())
+        if np.abs(z).max(initial=0) > MAX_LATENT:
+            raise CorruptFile("corrupt data: decoded latents out of range")
+        self.staged.push(torch.from_numpy(z).float())
+
+    @torch.no_grad()
+    def write_pixels(self, staged: StagedInverse, plane: np.ndarray, exact: bool = True) -> None:
+        """Put the cores of a complete ``staged`` into ``plane``.
+
+        ``exact``: out-of-range pixels mean corrupt data; otherwise (a preview) they are
+        clipped to 0..255.
+        """
+        pixels = staged.pixels().permute(0, 2, 3, 1).numpy()
+        for i, tile in enumerate(self.batch):
+            part = pixels[i]
+            if exact:
+                if not np.isfinite(part).all() or part.min() < 0 or part.max() > 255:
+                    raise CorruptFile("corrupt data: decoded pixels out of range")
+            else:
+                part = np.clip(np.nan_to_num(part), 0, 255)
+            core_of(plane, tile, self.flow.config.granularity)[...] = part.astype(np.uint8)

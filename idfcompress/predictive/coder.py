@@ -1,0 +1,355 @@
+"""Predictive coding of uint8 regions: a blend of predictors weighted by their recent errors.
+
+Three- and four-channel regions are coded as the planes G, R - G, B - G (and A), other
+regions channel by channel. Each value is predicted, in sixteenths, by a blend of eight
+simple predictors from its neighbours W, N, NW, NE, WW and NN, each weighted by the inverse
+square of its errors at those neighbours; the planes after the first add the first and the
+previous plane's prediction errors at the same pixel, times gains the encoder picks per
+region. The value's distance from the rounded prediction is coded with the grid logistic
+(``distributions``) of one of ``CONTEXTS`` contexts, chosen by the neighbours' prediction
+errors, the local gradient and the earlier planes' errors at the pixel; the encoder fits
+each context's logistic and stores it before the stream.
+
+A decoder needs a pixel's neighbours before its prediction and the earlier planes at that
+pixel before its own, so a region wider than tall is coded transposed, cut into bands of
+``BAND`` rows predicted independently, and pixel (y, x) of plane i (y within its band) is
+coded in step ``x + 2 y + i``: one entropy segment per step, predicted in one numpy pass.
+docs/FORMAT.md ("Predictive payload") specifies every formula.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..entropy import ans
+from ..entropy.tables import LOGSCALE_COUNT, MEAN_STEPS, fit_logistic, grid_ids, logistic_tables
+from ..errors import CorruptFile
+
+__all__ = ["BAND", "CONTEXTS", "Plan", "decode", "head_size", "plan"]
+
+BAND = 64
+"""Rows per band (after any transposition); the bands of a region are coded side by side."""
+
+THRESHOLDS = 16 * np.array([1, 2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 48, 64, 90, 128])
+"""A pixel's context is the number of thresholds its error sum (sixteenths) reaches."""
+
+CONTEXTS = THRESHOLDS.size + 1
+"""Contexts per plane; each stores an i8 median and a u8 log-scale index."""
+
+PREDICTORS = 8
+GAIN_RANGE = 8
+"""The encoder tries gains of -8 .. 8 eighths."""
+
+_SHAPES_KEPT = 8  # region shapes whose index tables stay cached (a 256-px RGB tile: 23 MiB)
+_WEIGHT_ONE = 1 << 40
+_WEIGHT_BIAS = 64
+# A predictor's error is at most 16 (255 + 765) (2N - NN reaches -765 .. 765), so its
+# weighted error sum at most 10 times that; the weight of each sum, looked up (a tenth of
+# the time of dividing).
+_WEIGHTS = _WEIGHT_ONE // (np.arange(10 * 16 * 1020 + 1, dtype=np.int64) + _WEIGHT_BIAS) ** 2
+
+
+@functools.cache
+def _tables() -> ans.TableSet:
+    return ans.TableSet(logistic_tables())
+
+
+@functools.lru_cache(maxsize=_SHAPES_KEPT)
+def _neighbours(h: int, w: int) -> np.ndarray:
+    """(h w, 6) indices of each pixel's W, N, NW, NE, WW and NN within a plane's cells
+    (pixel (y, x) in cell ``1 + y w + x``; cell 0 holds 0), those outside the pixel's band
+    replaced by neighbours inside it, or by cell 0."""
+    row, x = (a.ravel() for a in np.mgrid[0:h, 0:w])
+    at = 1 + row * w + x
+    y = row % BAND
+    west = np.where(x > 0, at - 1, np.where(y > 0, at - w, 0))
+    north = np.where(y > 0, at - w, west)
+    northwest = np.where((x > 0) & (y > 0), at - w - 1, north)
+    northeast = np.where((y > 0) & (x < w - 1), at - w + 1, north)
+    westwest = np.where(x > 1, at - 2, west)
+    northnorth = np.where(y > 1, at - 2 * w, north)
+    table = np.stack([west, north, northwest, northeast, westwest, northnorth], axis=1)
+    table.setflags(write=False)
+    return table
+
+
+@functools.lru_cache(maxsize=_SHAPES_KEPT)
+def _steps(h: int, w: int, planes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell indices (``plane (h w + 1) + 1 + y w + x``) of all values in coding order (step,
+    then plane, then row) and the boundaries between the steps."""
+    p, row, x = (a.ravel() for a in np.mgrid[0:planes, 0:h, 0:w])
+    step = x + 2 * (row % BAND) + p
+    order = np.lexsort((row, p, step))
+    cells = (p * (h * w + 1) + 1 + row * w + x)[order]
+    bounds = np.cumsum(np.bincount(step))[:-1] if cells.size else np.zeros(0, np.int64)
+    cells.setflags(write=False)
+    return cells, bounds
+
+
+@functools.lru_cache(maxsize=_SHAPES_KEPT)
+def _schedule(h: int, w: int, c: int) -> list[tuple[np.ndarray, ...]]:
+    """Per step of an (h, w) region of c planes: the cells coded, their planes, the cells
+    of the first and of the previous plane at the same pixels, whether the plane is a later
+    one (0 / 1), the neighbours' cells (n, 6) and the planes' value ranges (sixteenths)."""
+    cells = h * w + 1
+    nbr = _neighbours(h, w)
+    ranges = _ranges(c)
+    order, bounds = _steps(h, w, c)
+    schedule: list[tuple[np.ndarray, ...]] = []
+    for at in np.split(order, bounds):
+        plane, cell = np.divmod(at, cells)
+        later = (plane > 0).astype(np.int64)
+        near = nbr[cell - 1] + (plane * cells)[:, None]
+        low, high = ranges[plane, 0], ranges[plane, 1]
+        schedule.append((at, plane, cell, at - cells * later, later, near, low, high))
+    return schedule
+
+
+def _ranges(channels: int) -> np.ndarray:
+    """(lowest, highest) value of each plane, in sixteenths."""
+    ranges = np.array([(0, 255)] * channels, dtype=np.int64)
+    if channels in (3, 4):
+        ranges[1:3] = (-255, 255)
+    return 16 * ranges
+
+
+def _planes(region: np.ndarray) -> np.ndarray:
+    """(C, H' W') plane values of an (H, W, C) region, transposed when W > H."""
+    r = region.astype(np.int64)
+    if _coded_shape(*r.shape[:2]) != r.shape[:2]:
+        r = r.transpose(1, 0, 2)
+    planes = r.reshape(-1, r.shape[2]).T.copy()
+    if r.shape[2] in (3, 4):
+        planes[:3] = np.stack([planes[1], planes[0] - planes[1], planes[2] - planes[1]])
+    return planes
+
+
+def rebuilt_region(planes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The (h, w, C) uint8 region whose :func:`_planes` are given (``CorruptFile`` if a
+    rebuilt R or B falls outside 0 .. 255)."""
+    channels = planes.copy()
+    if channels.shape[0] in (3, 4):
+        channels[:3] = np.stack([channels[1] + channels[0], channels[0], channels[2] + channels[0]])
+        if channels.size and (channels[:3].min() < 0 or channels[:3].max() > 255):
+            raise CorruptFile("predictive payload decodes to out-of-range pixels")
+    region = channels.T.reshape(*_coded_shape(h, w), -1)
+    return (region.transpose(1, 0, 2) if w > h else region).astype(np.uint8)
+
+
+def _coded_shape(h: int, w: int) -> tuple[int, int]:
+    return (w, h) if w > h else (h, w)
+
+
+def gather(values: np.ndarray, nbr: np.ndarray) -> np.ndarray:
+    """The values (6, n) of the neighbour cells ``nbr`` (n, 6): W, N, NW, NE, WW, NN."""
+    return values[nbr.T]
+
+
+def predictors_of(near: np.ndarray) -> np.ndarray:
+    """The predictions (PREDICTORS, n), in sixteenths, from the neighbours' values ``near``
+    (:func:`gather`)."""
+    west, north, northwest, northeast, westwest, northnorth = near
+    return np.stack(
+        [
+            16 * (west + north - northwest),
+            16 * north,
+            16 * west,
+            8 * (west + northeast),
+            16 * northeast,
+            8 * (west + north),
+            16 * (2 * north - northnorth),
+            16 * (2 * west - westwest),
+        ]
+    )
+
+
+def blend(predictors: np.ndarray, errors: np.ndarray, nbr: np.ndarray) -> np.ndarray:
+    """The blend of ``predictors``, each weighted by its errors (``errors``: cells,
+    PREDICTORS) at the neighbours ``nbr``."""
+    west, north, northwest, northeast, westwest, northnorth = (errors[nbr[:, k]] for k in range(6))
+    total = 2 * (west + north + northwest + northeast) + westwest + northnorth
+    weights = _WEIGHTS[total.T]
+    num = (weights * predictors).sum(axis=0)
+    den = weights.sum(axis=0)
+    return (2 * num + den) // (2 * den)
+
+
+def _context(
+    near: np.ndarray, nbr: np.ndarray, errors16: np.ndarray, earlier: np.ndarray
+) -> np.ndarray:
+    """Contexts from the neighbours' absolute prediction errors ``errors16`` (sixteenths),
+    the local gradient (from their values ``near``, :func:`gather`) and the earlier planes'
+    summed errors at the pixel."""
+    west, north, northwest, northeast = near[:4]
+    gradient = np.abs(west - northwest) + np.abs(north - northwest) + np.abs(north - northeast)
+    near = errors16[nbr]
+    total = near[:, :4].sum(axis=1) + (near[:, 4] + near[:, 5]) // 2
+    total += 8 * gradient + (3 * earlier) // 2
+    return np.searchsorted(THRESHOLDS, total, side="right")
+
+
+def head_size(channels: int) -> int:
+    """Bytes of one region's gains and context tables."""
+    return 2 * max(channels - 1, 0) + 2 * CONTEXTS * channels
+
+
+def _best_gain(target: np.ndarray, base: np.ndarray, error: np.ndarray, ranges) -> int:
+    """The gain (eighths) that brings ``base + gain error / 8`` closest to ``target``."""
+    sums = [
+        int(np.abs(target - np.clip(base + ((g * error) >> 3), *ranges)).sum())
+        for g in range(-GAIN_RANGE, GAIN_RANGE + 1)
+    ]
+    return int(np.argmin(sums)) - GAIN_RANGE
+
+
+class Plan:
+    """How :func:`plan` would code some regions: the estimated size, and the payload."""
+
+    def __init__(self, regions: Sequence[np.ndarray], gains: bool = True) -> None:
+        """``gains=False`` leaves every gain 0 (to measure what the gains bring)."""
+        self._gains = gains
+        self._head = bytearray()
+        # per region: coded values, table ids and offsets in coding order, step boundaries
+        self._regions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        bits = 0.0
+        for region in regions:
+            h, w, c = region.shape
+            if h * w * c:
+                bits += self._add(region)
+            else:
+                self._head += bytes(head_size(c))
+        self.size = len(self._head) + int(np.ceil(bits / 8)) + 4
+
+    def _add(self, region: np.ndarray) -> float:
+        """Adds one region's head and segments; returns its estimated stream bits."""
+        h, w = _coded_shape(*region.shape[:2])
+        c = region.shape[2]
+        nbr = _neighbours(h, w)
+        ranges = _ranges(c)
+        cells = h * w + 1
+        coded = np.zeros((c, h * w), dtype=np.int64)
+        contexts = np.zeros((c, h * w), dtype=np.int64)
+        earlier = np.zeros(h * w, dtype=np.int64)
+        gains = np.zeros((max(c - 1, 0), 2), dtype=np.int64)
+        signed_errors: list[np.ndarray] = []
+        for i, plane in enumerate(_planes(region)):
+            values = np.zeros(cells, dtype=np.int64)
+            values[1:] = plane
+            near = gather(values, nbr)
+            predictors = predictors_of(near)
+            errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
+            errors[1:] = np.abs(16 * plane - predictors).T
+            prediction = blend(predictors, errors, nbr)
+            if i and self._gains:
+                first, previous = signed_errors[0], signed_errors[i - 1]
+                a = _best_gain(16 * plane, prediction, first, ranges[i])
+                prediction = prediction + ((a * first) >> 3)
+                b = _best_gain(16 * plane, prediction, previous, ranges[i]) if i > 1 else 0
+                prediction = prediction + ((b * previous) >> 3)
+                gains[i - 1] = a, b
+            prediction = np.clip(prediction, *ranges[i])
+            signed_errors.append(16 * plane - prediction)
+            errors16 = np.zeros(cells, dtype=np.int64)
+            errors16[1:] = np.abs(signed_errors[i])
+            contexts[i] = _context(near, nbr, errors16, earlier)
+            earlier = earlier + errors16[1:]
+            coded[i] = plane - ((prediction + 8) >> 4)
+        medians = np.zeros((c, CONTEXTS), dtype=np.int64)
+        scales = np.full((c, CONTEXTS), LOGSCALE_COUNT // 2, dtype=np.int64)
+        bits = 0.0
+        for i in range(c):
+            for k in np.unique(contexts[i]).tolist():
+                q, g, fit_bits = fit_logistic(coded[i][contexts[i] == k][None])
+                medians[i, k] = np.clip(q[0] // MEAN_STEPS, -128, 127)
+                scales[i, k] = g[0]
+                bits += float(fit_bits[0])
+        table = np.stack([medians.astype(np.int8).view(np.uint8), scales.astype(np.uint8)], -1)
+        self._head += gains.astype(np.int8).tobytes() + table.tobytes()
+        ids, offsets = grid_ids(medians.ravel() * MEAN_STEPS, scales.ravel())
+        order, bounds = _steps(h, w, c)
+        plane_of, cell = np.divmod(order, cells)
+        at = plane_of * (h * w) + cell - 1
+        context = plane_of * CONTEXTS + contexts.ravel()[at]
+        self._regions.append((coded.ravel()[at], ids[context], offsets[context], bounds))
+        return bits
+
+    def payload(self) -> bytes:
+        """The regions' predictive payload (:func:`decode` reads it)."""
+        # split into steps only here: most plans are size estimates that are never coded
+        segments = [
+            part
+            for values, ids, offsets, bounds in self._regions
+            for part in zip(
+                np.split(values, bounds),
+                np.split(ids, bounds),
+                np.split(offsets, bounds),
+                strict=True,
+            )
+        ]
+        return bytes(self._head) + ans.encode_segments(segments, _tables())
+
+
+def plan(regions: Sequence[np.ndarray]) -> Plan:
+    """The predictive coding of the given (H, W, C) uint8 regions."""
+    return Plan(regions)
+
+
+def decode(payload: bytes, shapes: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
+    """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`."""
+    head = sum(head_size(c) for _, _, c in shapes)
+    if len(payload) < head:
+        raise CorruptFile("predictive payload shorter than its context tables")
+    if len(payload) == head and any(h * w * c for h, w, c in shapes):
+        raise CorruptFile("predictive payload has no stream")
+    decoder = ans.SegmentDecoder(payload[head:], _tables())
+    regions, start = [], 0
+    for h, w, c in shapes:
+        size = head_size(c)
+        regions.append(_decode_region(decoder, payload[start : start + size], h, w, c))
+        start += size
+    decoder.finish()
+    return regions
+
+
+def _decode_region(
+    decoder: ans.SegmentDecoder, head: bytes, height: int, width: int, c: int
+) -> np.ndarray:
+    if not height * width * c:
+        return np.zeros((height, width, c), dtype=np.uint8)
+    split = 2 * (c - 1)
+    gains = np.zeros((c, 2), dtype=np.int64)
+    gains[1:] = np.frombuffer(head[:split], dtype=np.int8).reshape(c - 1, 2)
+    params = np.frombuffer(head[split:], dtype=np.uint8).reshape(c * CONTEXTS, 2)
+    scales = params[:, 1].astype(np.int64)
+    if scales.max() >= LOGSCALE_COUNT:
+        raise CorruptFile("predictive payload has an unknown log-scale")
+    ids, offsets = grid_ids(params[:, 0].astype(np.int8).astype(np.int64) * MEAN_STEPS, scales)
+    h, w = _coded_shape(height, width)
+    cells = h * w + 1
+    values = np.zeros(c * cells, dtype=np.int64)
+    errors = np.zeros((c * cells, PREDICTORS), dtype=np.int32)
+    errors16 = np.zeros(c * cells, dtype=np.int64)
+    signed = np.zeros(c * cells, dtype=np.int64)  # 16 v - prediction
+    earlier = np.zeros(c * cells, dtype=np.int64)  # errors16 of the planes before, summed
+    gain_a, gain_b = gains[:, 0], gains[:, 1]
+    for at, plane, first, before, later, nbr, low, high in _schedule(h, w, c):
+        near = gather(values, nbr)
+        predictors = predictors_of(near)
+        prediction = blend(predictors, errors, nbr)
+        prediction += (gain_a[plane] * signed[first]) >> 3
+        prediction += (gain_b[plane] * signed[before]) >> 3
+        np.clip(prediction, low, high, out=prediction)
+        below = (earlier[before] + errors16[before]) * later
+        context = plane * CONTEXTS + _context(near, nbr, errors16, below)
+        value = ((prediction + 8) >> 4) + decoder.decode(ids[context], offsets[context])
+        if np.any(16 * value < low) or np.any(16 * value > high):
+            raise CorruptFile("predictive payload decodes to out-of-range pixels")
+        values[at] = value
+        errors[at] = np.abs(16 * value - predictors).T
+        signed[at] = 16 * value - prediction
+        errors16[at] = np.abs(signed[at])
+        earlier[at] = below
+    return rebuilt_region(values.reshape(c, cells)[:, 1:], height, width)

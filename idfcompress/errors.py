@@ -39,3 +39,18 @@ class ImageTooLarge(IdfError):
 
 class VerificationFailed(IdfError):
     """A file just written did not decode to its input (``verify=True``)."""
+
+
+class IdfWarning(UserWarning):
+    """Base class of the warnings idfcompress gives users (``warnings.warn``); every message
+    is one line, which ``idfc`` prints as ``idfc: FILE: warning: MESSAGE``."""
+
+
+class MetadataWarning(IdfWarning):
+    """Metadata (ICC profile, EXIF, another tag) was left out of an output image because
+    its format cannot store it or the image library cannot write it; pixels are unaffected."""
+
+
+class ImageWarning(IdfWarning):
+    """The image library (Pillow) warned about an image it read or wrote anyway: its
+    message, on one line (its own warnings never reach the user raw)."""

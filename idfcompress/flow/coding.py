@@ -47,7 +47,7 @@ from ..format.layout import (
     core_of,
     core_shape,
 )
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, load_verified
 from .model import IntegerFlow, LogisticPrior, MixturePrior, Prior, StagedInverse, logistic_log_prob
 from .store import file_sha256, find_model
 
@@ -108,9 +108,12 @@ def set_threads(threads: int) -> None:
 
 
 def model_for(group: PlaneGroup) -> LoadedModel:
-    """The installed model a plane group names, once its SHA-256 matches the file's (checked
-    before the model is built); ``ModelError`` otherwise, ``CorruptFile`` for a group its
-    model cannot code."""
+    """The installed model a plane group names, once its SHA-256 matches the file's;
+    ``ModelError`` otherwise, ``CorruptFile`` for a group its model cannot code.
+
+    The name is only looked up in the model folders (never opened as a path), and the
+    weights file is hashed before anything in it is parsed or built: a model file that is
+    not the one the group names is refused whatever its config says."""
     try:
         path = find_model(group.model_name)
         sha256 = file_sha256(path)
@@ -122,12 +125,10 @@ def model_for(group: PlaneGroup) -> LoadedModel:
             f"with sha256 {group.model_sha256.hex()[:16]}…, "
             f"but the installed one has {sha256.hex()[:16]}…"
         )
-    try:
-        loaded = load_model(group.model_name)
+    try:  # builds from the same bytes it hashes again, so the model is the one checked
+        loaded = load_verified(path, group.model_sha256, group.model_name)
     except ModelError as exc:
         raise ModelError(f"this file needs model '{group.model_name}': {exc}") from None
-    if loaded.sha256 != group.model_sha256:  # the file changed since it was hashed
-        raise ModelError(f"model '{group.model_name}' changed while it was loaded")
     if loaded.flow.config.in_channels != group.channels:
         raise CorruptFile(
             f"model '{group.model_name}' codes {loaded.flow.config.in_channels} channels, "

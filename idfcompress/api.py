@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -11,7 +12,7 @@ from PIL import Image
 from .codec import decoder, encoder
 from .codec.decoder import MAX_PIXELS
 from .codec.encoder import DEFAULT_MODE, DEFAULT_TILE_SIZE, MODES, EncodeStats, Progress
-from .errors import VerificationFailed
+from .errors import ImageTooLarge, VerificationFailed
 from .format import container
 from .format.layout import MARGIN_KIND, REGION_KIND, TOP_LOGISTIC, is_flow_kind
 from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
@@ -30,9 +31,36 @@ __all__ = [
     "decompress_pixels",
     "info",
     "read_image",
+    "read_source",
 ]
 
 ImageLike = np.ndarray | Image.Image | PixelImage | str | os.PathLike
+# An .idf file: its bytes, a path, or a binary file object (read from where it stands).
+Source = bytes | bytearray | memoryview | str | os.PathLike | IO[bytes]
+_HEADER_PIECE = 1 << 12  # bytes read at a time while looking for the end of a header
+
+
+def read_source(source: Source) -> bytes | bytearray | memoryview:
+    """The bytes of an .idf file given as bytes (returned as they are), a path or a binary
+    file object (read once, to its end)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return source
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            return handle.read()
+    return _read_all(source)
+
+
+def _read_all(handle: Any, prefix: bytes = b"") -> bytes:
+    read = getattr(handle, "read", None)
+    if read is None:
+        raise TypeError(
+            f"expected .idf bytes, a path or a binary file, not {type(handle).__name__}"
+        )
+    data = read()
+    if not isinstance(data, bytes | bytearray):
+        raise TypeError("the file must be opened in binary mode ('rb')")
+    return prefix + data if prefix else bytes(data)
 
 
 def as_pixel_image(image: ImageLike) -> PixelImage:
@@ -80,9 +108,14 @@ def compress_with_stats(
     back the input's pixels and mode.
     """
     pixels = as_pixel_image(image)
-    data, stats = encoder.encode(
-        pixels, model=model, tile_size=tile_size, mode=mode, progress=progress
-    )
+    try:
+        data, stats = encoder.encode(
+            pixels, model=model, tile_size=tile_size, mode=mode, progress=progress
+        )
+    except MemoryError:
+        raise ImageTooLarge(
+            f"not enough memory to compress this {pixels.width}x{pixels.height} image"
+        ) from None
     if verify:
         decoded = decompress_pixels(data, max_pixels=None)
         if decoded.mode != pixels.mode or not np.array_equal(decoded.pixels, pixels.pixels):
@@ -90,29 +123,75 @@ def compress_with_stats(
     return data, stats
 
 
-def decompress_pixels(
-    data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS
-) -> PixelImage:
-    """Decode .idf bytes to pixels, mode and metadata (checksum verified)."""
-    return decoder.decode(data, max_pixels=max_pixels)
+def decompress_pixels(source: Source, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
+    """Decode an .idf file (bytes, a path or a binary file) to pixels, mode and metadata
+    (checksum verified)."""
+    try:
+        return decoder.decode(memoryview(read_source(source)), max_pixels=max_pixels)
+    except MemoryError:
+        raise ImageTooLarge("not enough memory to decompress this image") from None
 
 
-def decompress(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
-    """Decode .idf bytes to a uint8 array (H, W) for L, else (H, W, C); checksum verified."""
-    pixels = decompress_pixels(data, max_pixels=max_pixels).pixels
+def decompress(source: Source, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Decode an .idf file (bytes, a path or a binary file) to a uint8 array (H, W) for L,
+    else (H, W, C); checksum verified."""
+    pixels = decompress_pixels(source, max_pixels=max_pixels).pixels
     return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
 
 
-def decompress_image(
-    data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS
-) -> Image.Image:
-    """Decode .idf bytes to a Pillow image carrying the ICC profile and EXIF."""
-    return to_pil(decompress_pixels(data, max_pixels=max_pixels))
+def decompress_image(source: Source, *, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """Decode an .idf file (bytes, a path or a binary file) to a Pillow image carrying the
+    ICC profile and EXIF."""
+    return to_pil(decompress_pixels(source, max_pixels=max_pixels))
 
 
-def info(data: bytes | memoryview) -> dict[str, Any]:
-    """Header fields of an .idf file (no decoding)."""
-    header, chunks = container.read_header(data)
+def info(source: Source) -> dict[str, Any]:
+    """Header fields of an .idf file (no decoding): bytes, a path or a binary file. Of a
+    path or a seekable file only the header and one byte per first flow stage are read."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        header, chunks = container.read_header(view)
+        return _info(header, chunks, _byte_in(view))
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            return _info_of_file(handle)
+    return _info_of_file(source)
+
+
+def _byte_in(view: memoryview) -> Callable[[int], int | None]:
+    return lambda offset: view[offset] if offset < view.nbytes else None
+
+
+def _info_of_file(handle: Any) -> dict[str, Any]:
+    """:func:`info` of a file object: its header, then single bytes where it can seek."""
+    prefix = b""
+    while (size := container.header_size_needed(prefix)) is None or len(prefix) < size:
+        piece = handle.read(_HEADER_PIECE if size is None else size - len(prefix))
+        if not isinstance(piece, bytes | bytearray):
+            raise TypeError("the file must be opened in binary mode ('rb')")
+        if not piece:
+            break
+        prefix += piece
+    header, chunks = container.read_header(prefix)
+    seekable = getattr(handle, "seekable", None)
+    if not (seekable and seekable()):
+        view = memoryview(_read_all(handle, prefix))
+        return _info(header, chunks, _byte_in(view))
+    start = handle.tell() - len(prefix)
+
+    def byte_at(offset: int) -> int | None:
+        handle.seek(start + offset)
+        got = handle.read(1)
+        return got[0] if got else None
+
+    return _info(header, chunks, byte_at)
+
+
+def _info(
+    header: container.Header,
+    chunks: list[container.ChunkEntry],
+    byte_at: Callable[[int], int | None],
+) -> dict[str, Any]:
     return {
         "width": header.width,
         "height": header.height,
@@ -134,24 +213,22 @@ def info(data: bytes | memoryview) -> dict[str, Any]:
         "chunks": len(chunks),
         "region_tiles": sum(1 for c in chunks if c.kind == REGION_KIND),
         "margins": sum(1 for c in chunks if c.kind == MARGIN_KIND),
-        "fitted_first_stages": _fitted_first_stages(data, chunks),
+        "fitted_first_stages": _fitted_first_stages(byte_at, chunks),
         "payload_bytes": sum(c.length for c in chunks),
         "pixel_sha256": header.pixel_sha256.hex(),
     }
 
 
-def _fitted_first_stages(data: bytes | memoryview, chunks: list[container.ChunkEntry]) -> int:
+def _fitted_first_stages(
+    byte_at: Callable[[int], int | None], chunks: list[container.ChunkEntry]
+) -> int:
     """First-stage chunks whose prior byte says "fitted logistics" (of those present)."""
     flow_chunks = [c for c in chunks if is_flow_kind(c.kind)]
     first: dict[int, int] = {}
     for c in flow_chunks:
         first[c.group] = max(first.get(c.group, 0), c.kind)
-    view = memoryview(data)
     return sum(
         1
         for c in flow_chunks
-        if c.kind == first[c.group]
-        and c.length
-        and c.offset < view.nbytes
-        and view[c.offset] == TOP_LOGISTIC
+        if c.kind == first[c.group] and c.length and byte_at(c.offset) == TOP_LOGISTIC
     )

@@ -958,6 +958,74 @@ def write_outputs(
     return paths
 
 
+# Candidate places for a label, in points from its point: beside, above, below and on the
+# diagonals, then the same farther out (with a leader line), in that order of preference.
+_LABEL_OFFSETS = tuple(
+    (dx * r, dy * r)
+    for r in (5, 14, 26)
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1))
+)
+
+
+def _overlap(a, b) -> float:
+    """Area shared by two display-space boxes."""
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _outside(box, frame) -> float:
+    """Area of ``box`` that lies outside ``frame``."""
+    return box.width * box.height - _overlap(box, frame)
+
+
+def place_labels(ax, points: Sequence[tuple[float, float, str]], fontsize: float = 8) -> list:
+    """Label each (x, y, text) point of ``ax`` at the first candidate place where the text
+    covers no marker, no other label and nothing outside the axes; where none is free, at
+    the place that covers least. Returns the annotations (tests check their boxes)."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    radius = 4 * fig.dpi / 72  # a default scatter marker (6 points wide), with a margin
+    taken = [
+        Bbox.from_extents(px - radius, py - radius, px + radius, py + radius)
+        for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)
+    ]
+    annotations = []
+    for x, y, text in points:
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            far = abs(dx) > 5 or abs(dy) > 5
+            annotation = ax.annotate(
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                fontsize=fontsize,
+                arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if far else None,
+            )
+            annotation.update_positions(renderer)
+            box = Text.get_window_extent(annotation, renderer).expanded(1.04, 1.1)
+            cost = sum(_overlap(box, other) for other in taken) + _outside(box, frame)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, annotation, box)
+            else:
+                annotation.remove()
+            if cost == 0:
+                break
+        assert best is not None
+        annotations.append(best[1])
+        taken.append(best[2])
+    return annotations
+
+
 def plot_results(rows: Sequence[Total], path: Path, meta: dict) -> Path | None:
     """Bits per subpixel against decode speed (log x), one labelled point per lossless codec."""
     import matplotlib
@@ -971,34 +1039,21 @@ def plot_results(rows: Sequence[Total], path: Path, meta: dict) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.set_xscale("log")
-    xs = [math.log10(t.decode_mps) for t in points]
-    ys = [t.bpsp for t in points]
-    x_span = (max(xs) - min(xs)) or 1.0
-    y_span = (max(ys) - min(ys)) or 1.0
-    placed: list[tuple[float, float]] = []
-    for t, x, y in zip(points, xs, ys, strict=True):
+    for t in points:
         colour = "tab:red" if t.codec.startswith("idfc") else "tab:blue"
         ax.scatter(t.decode_mps, t.bpsp, color=colour, zorder=3)
-        label = (
-            t.codec if t.images == t.images_total else f"{t.codec} ({t.images}/{t.images_total})"
-        )
-        # push a label down while it would sit on one already placed
-        fx, fy, shift = (x - min(xs)) / x_span, (y - min(ys)) / y_span, 0
-        while any(abs(fx - px) < 0.12 and abs(fy - shift * 0.06 - py) < 0.05 for px, py in placed):
-            shift += 1
-        placed.append((fx, fy - shift * 0.06))
-        ax.annotate(
-            label,
-            (t.decode_mps, t.bpsp),
-            textcoords="offset points",
-            xytext=(5, 4 - 11 * shift),
-            fontsize=8,
-        )
+    ax.margins(x=0.25, y=0.15)  # room for the labels of the outermost points
     ax.set_xlabel(f"decode speed, megapixels/s (log; {meta.get('threads', '?')} threads)")
     ax.set_ylabel("bits per subpixel (lower is better)")
     ax.set_title(meta.get("title", "lossless codecs"), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    fig.canvas.draw()  # fixes the limits and layout the labels are placed in
+    labels = [
+        t.codec if t.images == t.images_total else f"{t.codec} ({t.images}/{t.images_total})"
+        for t in points
+    ]
+    place_labels(ax, [(t.decode_mps, t.bpsp, lab) for t, lab in zip(points, labels, strict=True)])
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -1027,19 +1082,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="threads for torch/codecs")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
     parser.add_argument("--per-image", action="store_true", help="also print per-image rows")
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        metavar="DIR",
+        help="only redraw DIR/bpsp_vs_decode.png from DIR/results.json (no codec runs)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--repeats, --threads and --limit must be at least 1")
     return args
 
 
+def replot(folder: Path) -> Path | None:
+    """Redraw a finished run's plot from its results.json."""
+    document = json.loads((folder / "results.json").read_text())
+    rows = [Total(**t) for t in document["totals"]]
+    return plot_results(rows, folder / "bpsp_vs_decode.png", document["meta"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        log(f"benchmark: wrote {replot(args.replot)}")
+        return 0
     missing = missing_dependencies()
     if missing:
         print(
-            f"benchmark: missing {', '.join(missing)}; install the extra: "
-            "pip install 'idfcompress[bench]'",
+            f"benchmark: missing {', '.join(missing)}; install the extra with "
+            "scripts/setup.sh test,bench (or, in a venv that already has the CPU torch, "
+            "python -m pip install -e '.[bench]')",
             file=sys.stderr,
         )
         return 2

@@ -194,4 +194,44 @@ def test_missing_dependency_message(bench, monkeypatch, capsys):
     monkeypatch.setattr(bench, "missing_dependencies", lambda: ["imagecodecs"])
     assert bench.main([]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "pip install 'idfcompress[bench]'" in err
+    assert len(err.splitlines()) == 1 and "scripts/setup.sh test,bench" in err
+    assert "pip install 'idfcompress[bench]'" not in err  # that would pull CUDA's torch
+
+
+def test_plot_labels_do_not_overlap(bench, tmp_path):
+    """Crowded points (the two JPEG XL efforts, idfc and its flow nearly on top of each
+    other): no label covers another, a marker or the axes' edge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    figures = [("jxl-e9", 3.719, 3.72), ("jxl-e7", 3.780, 4.26), ("idfc", 3.733, 0.409),
+               ("idfc-flow", 3.745, 0.42), ("webp", 3.826, 42.5), ("jpeg2000", 4.115, 4.02),
+               ("jpeg-ls", 4.169, 17.1), ("png", 4.635, 30.3), ("qoi", 3.80, 40.0)]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.set_xscale("log")
+    for _, bpsp, speed in figures:
+        ax.scatter(speed, bpsp)
+    ax.margins(x=0.25, y=0.15)
+    fig.canvas.draw()
+    labels = bench.place_labels(ax, [(speed, bpsp, name) for name, bpsp, speed in figures])
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(label, renderer) for label in labels]
+    frame = ax.get_window_extent(renderer)
+    markers = [ax.transData.transform((speed, bpsp)) for _, bpsp, speed in figures]
+    for i, box in enumerate(boxes):
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), labels[i]
+        for other in boxes[i + 1 :]:
+            assert not box.overlaps(other), (labels[i].get_text(), boxes.index(other))
+        for x, y in markers:
+            assert not box.contains(x, y), labels[i].get_text()
+    plt.close(fig)
+
+    rows = [bench.Total(n, True, 1, 1, 10, bpsp=b, decode_mps=s) for n, b, s in figures]
+    paths = bench.write_outputs(tmp_path, [], rows, [], {"threads": 2}, [])
+    paths["plot"].unlink()
+    assert bench.main(["--replot", str(tmp_path)]) == 0  # redrawn from results.json alone
+    with Image.open(paths["plot"]) as plot:
+        assert plot.format == "PNG" and plot.width > 100

@@ -3,7 +3,7 @@
 # the packages without torch code) and the whole test suite (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test,bench,train
+scripts/setup.sh test,bench,train,cluster
 export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/ruff check .
 .venv/bin/mypy

@@ -1,5 +1,6 @@
-"""The per-input loop of every ``idfc`` command: output names, progress lines, one-line
-errors for one input while the others go on, and the exit codes."""
+"""The exit codes, one-line errors and the per-input loop of the commands that run in this
+process one input after another (``info``, ``view``, the previews); ``compress``,
+``decompress`` and ``test`` run their batches through ``parallel``."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
-from ..errors import IdfError
-from .files import STDIO, Failure
+from .files import StdoutClosed
+from .jobs import error_message
 
 EXIT_CODES = """\b
 Exit codes:
   0  every input was processed
-  1  an error with at least one input (the others are still processed)
+  1  an error with at least one input (the others are still processed), or
+     standard output closed early (idfc ... -c | head)
   2  usage error (bad option or argument)
   130 interrupted (Ctrl-C); no partial output is left behind"""
 
@@ -40,29 +41,7 @@ def report(name: str, exc: BaseException) -> None:
     """One stderr line about input ``name`` (and the traceback with --debug)."""
     if debug_enabled():
         traceback.print_exception(exc)
-    message = str(exc) or exc.__class__.__name__
-    click.echo(f"idfc: {name}: {message}", err=True)
-
-
-def target_path(source: str, output: str | None, stdout: bool, several: bool, suffix: str) -> str:
-    """Where the output of ``source`` goes: ``-o`` (a file, or a folder for several
-    inputs), standard output, or beside the input with ``suffix``."""
-    if stdout or (source == STDIO and output is None):
-        return STDIO
-    if output is not None and (several or Path(output).is_dir()):
-        base = "stdin" if source == STDIO else Path(source).stem
-        return str(Path(output) / (base + suffix))
-    if output is not None:
-        return output
-    return str(Path(source).with_suffix(suffix))
-
-
-def check_output_option(inputs: tuple[str, ...], output: str | None) -> None:
-    """A usage error when several inputs would go to one ``-o`` that is not a folder."""
-    if output and len(inputs) > 1 and not Path(output).is_dir():
-        raise click.UsageError(
-            f"with several inputs, -o must name an existing directory ({output})"
-        )
+    click.echo(f"idfc: {name}: {error_message(exc)}", err=True)
 
 
 def progress_printer(name: str, quiet: bool) -> Callable[[int, int], None] | None:
@@ -80,8 +59,8 @@ def progress_printer(name: str, quiet: bool) -> Callable[[int, int], None] | Non
 
 
 def run_each(inputs: tuple[str, ...], one: Callable[[str], None]) -> None:
-    """Call ``one`` on every input; an error about one is reported and the others go on;
-    exit 1 at the end if any failed, 130 on Ctrl-C."""
+    """Call ``one`` on every input; an error about one is reported in one line and the
+    others go on; exit 1 at the end if any failed, 130 on Ctrl-C."""
     failed = False
     for name in inputs:
         try:
@@ -89,16 +68,10 @@ def run_each(inputs: tuple[str, ...], one: Callable[[str], None]) -> None:
         except KeyboardInterrupt:
             click.echo("idfc: interrupted", err=True)
             sys.exit(130)
-        except (Failure, IdfError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one line, the traceback with --debug
             report(name, exc)
             failed = True
-        except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with --debug
-            report(
-                name,
-                RuntimeError(
-                    f"internal error ({exc.__class__.__name__}: {exc}); rerun with --debug"
-                ),
-            )
-            failed = True
+            if isinstance(exc, StdoutClosed):
+                break
     if failed:
         sys.exit(1)

@@ -4,37 +4,41 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
 from .. import __version__
-from ..codec.decoder import MAX_PIXELS
-from ..codec.encoder import DEFAULT_TILE_SIZE
-from ..flow.store import DEFAULT_MODELS, available_models
 from .batch import (
     EXIT_CODES,
     PREVIEW_EXIT,
     PREVIEW_EXIT_CODES,
-    check_output_option,
+    debug_enabled,
     progress_printer,
     run_each,
-    target_path,
 )
-from .files import STDIO, Failure, read_input, write_output
+from .files import STDIO, Failure
+from .jobs import DEFAULT_TILE_SIZE, MAX_PIXELS, Settings, Task
+from .naming import (
+    compressed_name,
+    decompressed_name,
+    expand_inputs,
+    output_option,
+    target_for,
+    wanted_idf,
+    wanted_images,
+)
 from .previews import ByteCount, decompress_stages, preview_note
-
-if TYPE_CHECKING:
-    pass
 
 threads_option = click.option(
     "-T",
     "--threads",
     type=click.IntRange(1, 1024),
-    help="CPU threads for the networks [default: PyTorch's, usually the core count]. Files "
-    "and images are identical whatever the count (exact integer arithmetic, docs/FORMAT.md).",
+    help="CPU threads for the networks, in each process [default: PyTorch's, usually the core "
+    "count; with -j, each process's share of the cores]. Files and images are identical "
+    "whatever the count (exact integer arithmetic, docs/FORMAT.md).",
 )
 max_pixels_option = click.option(
     "--max-pixels",
@@ -43,6 +47,44 @@ max_pixels_option = click.option(
     show_default=True,
     help="Refuse images with more pixels (decompression-bomb guard).",
 )
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No summary lines, no progress.")
+
+BATCH_HELP = """\b
+Folders and batches:
+  -r walks each folder given and takes the files in it (hidden ones
+  skipped) and mirrors its tree under the -o folder (beside the inputs
+  without -o). -o is a folder when it ends with / or is an existing
+  folder (a missing one is created); with several inputs or -r it must
+  be one. Several files run in -j processes (default: the cores) or on
+  a Dask cluster (--scheduler), with one progress bar on a terminal and
+  a summary line at the end; a failing file never stops the others.
+  Names with a scheme (s3://bucket/dir) are read and written through
+  fsspec when it is installed."""
+
+
+def batch_options(function: Callable) -> Callable:
+    """-r, -j and --scheduler, shared by compress, decompress and test."""
+    for option in reversed(
+        [
+            click.option(
+                "-r", "--recursive", is_flag=True, help="Take the files in the folders given."
+            ),
+            click.option(
+                "-j",
+                "--jobs",
+                type=click.IntRange(1, 1024),
+                help="Worker processes for several files [default: the cores].",
+            ),
+            click.option(
+                "--scheduler",
+                metavar="ADDRESS",
+                help="Run the batch on the Dask cluster of this scheduler (tcp://host:8786); "
+                "its workers must see the same paths (docs/SCALING.md).",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
 
 
 def _threads(threads: int | None) -> None:
@@ -52,15 +94,41 @@ def _threads(threads: int | None) -> None:
         set_threads(threads)
 
 
+def _interrupted() -> None:
+    click.echo("idfc: interrupted", err=True)
+    sys.exit(130)
+
+
 class _Group(click.Group):
-    """Ctrl-C anywhere in a command, its imports included, ends with one line and 130."""
+    """Ctrl-C anywhere in a command, its imports included, ends with one line and 130
+    (during start-up, before the command runs, ``entry``'s handler does the same)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:  # parsing the arguments (click itself would say "Aborted!" and exit 1)
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted()
+            raise  # not reached
 
     def invoke(self, ctx: click.Context) -> object:
         try:
+            entry = sys.modules.get(f"{__package__}.entry")
+            if entry is not None:  # the console script: Python's handler from here on
+                entry.end_start_up()
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("idfc: interrupted", err=True)
-            sys.exit(130)
+            _interrupted()
+        return None
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from ..flow.store import DEFAULT_MODELS
+
+    models = ", ".join(f"{n} for {c} channel(s)" for c, n in sorted(DEFAULT_MODELS.items()))
+    click.echo(f"idfc {__version__} (default models: {models})")
+    ctx.exit()
 
 
 @click.group(
@@ -68,28 +136,99 @@ class _Group(click.Group):
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=PREVIEW_EXIT_CODES,
 )
-@click.version_option(
-    __version__,
-    message="idfc %(version)s (default models: "
-    + ", ".join(f"{n} for {c} channel(s)" for c, n in sorted(DEFAULT_MODELS.items()))
-    + ")",
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version and the default models, and exit.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks (also: IDFC_DEBUG=1).")
 def main(debug: bool) -> None:
     """Lossless image compression with an Integer Discrete Flow.
 
     \b
-    idfc compress photo.png          writes photo.idf, keeps photo.png
-    idfc decompress photo.idf -o out.png
-    idfc info photo.idf
+    idfc compress photo.png            writes photo.png.idf, keeps photo.png
+    idfc decompress photo.png.idf -o copy.png
+    idfc compress -r photos -o archive/
+    idfc info photo.png.idf
     """
 
 
-@main.command(epilog=EXIT_CODES)
+def _tasks(
+    command: str,
+    names: tuple[str, ...],
+    output: str | None,
+    to_stdout: bool,
+    recursive: bool,
+    name: Callable[[str], str],
+) -> list[Task]:
+    """The batch: one task per input file (-r: per file in each folder), with its output.
+
+    Refuses at once what cannot work: standard output on a terminal, two inputs with
+    the same output."""
+    out = output_option(output, to_stdout, len(names) > 1 or recursive)
+    writes = command != "test"
+    if writes and (out.stdout or (STDIO in names and out.path is None)) and sys.stdout.isatty():
+        click.echo("idfc: stdout is a terminal, aborting (redirect it or use -o)", err=True)
+        sys.exit(1)
+    wanted = wanted_idf if command != "compress" else wanted_images
+    found = expand_inputs(names, recursive, wanted)
+    if not found:
+        click.echo(f"idfc: no {'image' if command == 'compress' else '.idf'} files found", err=True)
+        sys.exit(1)
+    tasks = []
+    for source, relative in found:
+        target = target_for(source, relative, out, name) if writes else None
+        tasks.append(Task(command, source, source, target, out.makes_folders))
+    return tasks
+
+
+def _run(
+    tasks: list[Task],
+    settings: Settings,
+    verb: str,
+    jobs: int | None,
+    scheduler: str | None,
+    threads: int | None,
+) -> None:
+    from .parallel import run_batch
+
+    if len(tasks) == 1 or jobs == 1:
+        _threads(threads)  # in this process; workers get their share of the cores
+    seen: dict[str, str] = {}
+    for task in tasks:
+        if task.target not in (None, STDIO):
+            seen.setdefault(str(Path(task.target).absolute()), task.name)
+    if len(seen) < sum(t.target not in (None, STDIO) for t in tasks):
+        raise click.UsageError("two inputs would be written to the same output; use -o DIR/")
+    try:
+        ok = run_batch(
+            tasks,
+            settings,
+            verb=verb,
+            jobs=jobs,
+            scheduler=scheduler,
+            progress=lambda name: progress_printer(name, settings.quiet),
+            threads=threads,
+        )
+    except KeyboardInterrupt:
+        _interrupted()
+    if not ok:
+        sys.exit(1)
+
+
+@main.command(epilog=BATCH_HELP + "\n\n" + EXIT_CODES)
 @click.argument("images", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output file, or directory when several inputs are given.")
+@click.option(
+    "-o",
+    "--output",
+    help="Output file; a folder when it ends with / or exists (created if missing).",
+)
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
+@batch_options
 @click.option(
     "--model",
     help="Model name (see 'idfc models') or path to a .safetensors file, for the tiles the "
@@ -126,13 +265,16 @@ def main(debug: bool) -> None:
     "the time).",
 )
 @threads_option
-@click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@quiet_option
 @click.option("-v", "--verbose", is_flag=True, help="Also print ideal size, overhead and speed.")
 def compress(
     images: tuple[str, ...],
     output: str | None,
     force: bool,
     to_stdout: bool,
+    recursive: bool,
+    jobs: int | None,
+    scheduler: str | None,
     model: str | None,
     tile_size: int,
     effort: int,
@@ -142,71 +284,38 @@ def compress(
     quiet: bool,
     verbose: bool,
 ) -> None:
-    """Compress IMAGES (PNG, TIFF, BMP, ... or - for stdin) to .idf files.
+    """Compress IMAGES (PNG, TIFF, BMP, JPEG, ... or - for stdin) to .idf files.
 
-    Each output is written next to its input with the suffix .idf, unless -o or -c says
-    otherwise; inputs are never modified. 8-bit L, LA, RGB and RGBA images are stored exactly;
-    P (palette) images come back as RGB(A) and 1-bit images as L. ICC profiles and EXIF are kept.
+    NAME becomes NAME.idf next to it (photo.png -> photo.png.idf) unless -o or -c says
+    otherwise; inputs are never modified. The summary line gives the output's size as a
+    share of the input FILE's. 8-bit L, LA, RGB and RGBA images are stored exactly; P
+    (palette) images come back as RGB(A) and 1-bit images as L. ICC profiles and EXIF are
+    kept.
     """
     if tile_size % 8:
         raise click.BadParameter("must be a multiple of 8", param_hint="--tile-size")
-    check_output_option(images, output)
-    _threads(threads)
-    from .. import api
-
     mode = "flow" if progressive else ("auto" if effort == 2 else "predictive")
-
-    def one(name: str) -> None:
-        target = target_path(name, output, to_stdout, len(images) > 1, ".idf")
-        if target != STDIO and Path(target).exists() and not force:
-            raise Failure(f"{target} already exists (use -f to overwrite)")
-        raw = read_input(name)
-        started = time.perf_counter()
-        image = api.read_image(raw)
-        data, stats = api.compress_with_stats(
-            image,
-            model=model,
-            tile_size=tile_size,
-            mode=mode,
-            verify=verify,
-            progress=progress_printer(name, quiet),
-        )
-        seconds = time.perf_counter() - started
-        write_output(target, data, force, name)
-        if not quiet:
-            raw_size = image.pixels.size
-            click.echo(
-                f"{name} : {100 * len(data) / raw_size:6.2f}%   ({raw_size} => {len(data)} bytes, "
-                f"{'stdout' if target == STDIO else target})",
-                err=True,
-            )
-        if verbose:
-            flow = (
-                f"flow streams and margins {8 * stats.flow_bytes} bits vs ideal "
-                f"{stats.ideal_bits:.0f} ({100 * stats.overhead:+.3f} %); "
-                if stats.flow_bytes
-                else ""
-            )
-            click.echo(
-                f"  {stats.bits_per_subpixel:.4f} bits/subpixel; {flow}"
-                f"{stats.region_tiles}/{stats.tiles} tiles as region payloads; "
-                f"{image.width * image.height / 1e6 / seconds:.2f} MP/s",
-                err=True,
-            )
-
-    run_each(images, one)
+    settings = Settings(
+        force, quiet, verbose, debug_enabled(), model, tile_size, mode, verify, MAX_PIXELS
+    )
+    tasks = _tasks("compress", images, output, to_stdout, recursive, compressed_name)
+    _run(tasks, settings, "compressed", jobs, scheduler, threads)
 
 
-@main.command(epilog=PREVIEW_EXIT_CODES)
+@main.command(epilog=BATCH_HELP + "\n\n" + PREVIEW_EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
 @click.option(
-    "-o", "--output", help="Output image (format from its extension, PNG by default), or directory."
+    "-o",
+    "--output",
+    help="Output image (format from its extension, .png, .tif, .webp, ...); a folder when it "
+    "ends with / or exists (created if missing).",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write a PNG to standard output.")
+@batch_options
 @max_pixels_option
 @threads_option
-@click.option("-q", "--quiet", is_flag=True, help="No summary lines.")
+@quiet_option
 @click.option(
     "--progressive",
     "progressive_dir",
@@ -226,6 +335,9 @@ def decompress(
     output: str | None,
     force: bool,
     to_stdout: bool,
+    recursive: bool,
+    jobs: int | None,
+    scheduler: str | None,
     max_pixels: int,
     threads: int | None,
     quiet: bool,
@@ -234,95 +346,68 @@ def decompress(
 ) -> None:
     """Decompress .idf FILES (or - for stdin) to lossless images.
 
-    FILE.idf becomes FILE.png unless -o names another file (.png, .tif, .bmp, .webp, ...: the
-    extension picks the format) or a directory. Every decoded image is checked against the
-    checksum stored in the file; a mismatch is an error and nothing is written.
+    NAME.idf becomes NAME (photo.png.idf -> photo.png), or NAME.png when NAME has no
+    lossless image extension (photo.jpg.idf -> photo.jpg.png, photo.idf -> photo.png, an
+    .idf file without the suffix: FILE.png), unless -o names another file (.png, .tif,
+    .bmp, .webp, ...: the extension picks the format) or a folder. Every decoded image is
+    checked against the checksum stored in the file; a mismatch is an error and nothing is
+    written.
 
     A file is decoded coarse to fine: --progressive DIR writes each stage, --bytes N the best
     preview that the first N bytes allow (the stderr note says when it is not exact).
     """
-    check_output_option(files, output)
-    _threads(threads)
     if progressive_dir is not None or byte_limit is not None:
+        if recursive or jobs or scheduler:
+            raise click.UsageError("--progressive and --bytes take a single FILE, not -r/-j")
+        _threads(threads)
         decompress_stages(
             files, output, force, to_stdout, max_pixels, quiet, progressive_dir, byte_limit
         )
         return
-    from .. import api
-    from ..imageio import encode_image, output_format
-
-    def one(name: str) -> None:
-        target = target_path(name, output, to_stdout, len(files) > 1, ".png")
-        fmt = "PNG" if target == STDIO else output_format(target)
-        if target != STDIO and Path(target).exists() and not force:
-            raise Failure(f"{target} already exists (use -f to overwrite)")
-        data = read_input(name)
-        image = api.decompress_pixels(data, max_pixels=max_pixels)
-        write_output(target, encode_image(image, fmt), force, name)
-        if not quiet:
-            click.echo(
-                f"{name} : {image.width}x{image.height} {image.mode} => "
-                f"{'stdout' if target == STDIO else target}",
-                err=True,
-            )
-
-    run_each(files, one)
+    settings = Settings(force, quiet, False, debug_enabled(), max_pixels=max_pixels)
+    tasks = _tasks("decompress", files, output, to_stdout, recursive, decompressed_name)
+    _run(tasks, settings, "decompressed", jobs, scheduler, threads)
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=BATCH_HELP + "\n\n" + EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
+@batch_options
 @threads_option
 @max_pixels_option
-def test(files: tuple[str, ...], threads: int | None, max_pixels: int) -> None:
+@quiet_option
+def test(
+    files: tuple[str, ...],
+    recursive: bool,
+    jobs: int | None,
+    scheduler: str | None,
+    threads: int | None,
+    max_pixels: int,
+    quiet: bool,
+) -> None:
     """Decode FILES fully and verify their checksums, writing nothing."""
-    _threads(threads)
-    from .. import api
-
-    def one(name: str) -> None:
-        image = api.decompress_pixels(read_input(name), max_pixels=max_pixels)
-        click.echo(f"{name} : OK ({image.width}x{image.height} {image.mode})", err=True)
-
-    run_each(files, one)
+    settings = Settings(quiet=quiet, debug=debug_enabled(), max_pixels=max_pixels)
+    tasks = _tasks("test", files, None, False, recursive, str)
+    _run(tasks, settings, "OK", jobs, scheduler, threads)
 
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(files: tuple[str, ...], as_json: bool) -> None:
-    """Print the header of .idf FILES (size, mode, models, tiles) without decoding."""
-    from .. import api
+    """Print the header of .idf FILES (size, mode, models, tiles) without decoding.
+
+    Only the header is read (and one byte of some payloads); a file shorter or longer than
+    its header says is an error.
+    """
+    from .headers import describe, read_info
 
     def one(name: str) -> None:
-        data = read_input(name)
-        fields = api.info(data)
-        fields["file_bytes"] = len(data)
+        fields = read_info(name)
         if as_json:
             click.echo(json.dumps({"file": name, **fields}))
             return
-        click.echo(f"{name}:")
-        subpixels = (
-            fields["width"] * fields["height"] * sum(g["channels"] for g in fields["groups"])
-        )
-        click.echo(
-            f"  size      {fields['width']}x{fields['height']} {fields['mode']}"
-            + (f" (from mode {fields['source_mode']})" if fields["source_mode"] else "")
-        )
-        click.echo(f"  bytes     {len(data)} ({8 * len(data) / subpixels:.3f} bits/subpixel)")
-        click.echo(
-            f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
-            f"{fields['region_tiles']} as region payloads, {fields['margins']} margins, "
-            f"{fields['fitted_first_stages']} first-stage priors fitted"
-        )
-        for g in fields["groups"]:
-            click.echo(
-                f"  model     {g['model']} ({g['channels']} channel(s) from {g['first_channel']}, "
-                f"sha256 {g['model_sha256'][:16]}…, {g['arithmetic']})"
-            )
-        if fields["metadata"]:
-            click.echo(
-                "  metadata  " + ", ".join(f"{k} {v} bytes" for k, v in fields["metadata"].items())
-            )
-        click.echo(f"  checksum  sha256 {fields['pixel_sha256']}")
+        for line in describe(name, fields):
+            click.echo(line)
 
     run_each(files, one)
 
@@ -330,6 +415,8 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
 @main.command()
 def models() -> None:
     """List the installed models and the defaults."""
+    from ..flow.store import DEFAULT_MODELS, available_models
+
     defaults = {name: channels for channels, name in DEFAULT_MODELS.items()}
     for name in available_models():
         mark = f"  (default for {defaults[name]} channel(s))" if name in defaults else ""

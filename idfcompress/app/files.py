@@ -1,34 +1,152 @@
-"""Files for the command line: inputs read whole, outputs written atomically (the file
-appears complete under its name or not at all) and never clobbered without ``force``."""
+"""Files for the command line: inputs read with bounds (an .idf file no further than its
+header says, after checking its magic on the first bytes), outputs written atomically (the
+file appears complete under its name or not at all) and never clobbered without ``force``.
+
+Names with a scheme (``s3://bucket/x.png``, ``memory://...``) are read and written with
+fsspec when it is installed; an object store shows an object only once its upload is
+complete, which is as atomic as a local rename.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 STDIO = "-"
+PREFIX = 1 << 16  # what is read first, to check what kind of file an input is
+CHUNK = 1 << 24
+INPUT_LIMIT = 1 << 31  # larger image files are refused (no 8-bit image Pillow opens is)
 
 
 class Failure(Exception):
     """An error about one input, reported in one line."""
 
 
-def read_input(name: str) -> bytes:
-    """The bytes of file ``name`` (``-``: standard input); ``Failure`` if unreadable."""
+class StdoutClosed(Failure):
+    """Standard output was closed by its reader (``idfc ... -c | head``)."""
+
+
+def is_url(name: str) -> bool:
+    """Whether ``name`` has a scheme (``s3://...``) and is not a local file of that name."""
+    return "://" in name and not os.path.exists(name)
+
+
+def _os_failure(exc: OSError) -> Failure:
+    return Failure(exc.strerror or str(exc))
+
+
+@contextlib.contextmanager
+def open_input(name: str) -> Iterator[BinaryIO]:
+    """The open input ``name`` (``-``: standard input, left open)."""
     if name == STDIO:
-        return sys.stdin.buffer.read()
+        yield sys.stdin.buffer
+        return
+    if is_url(name):
+        try:
+            import fsspec
+        except ImportError:
+            raise Failure("URLs need fsspec (pip install fsspec and its s3fs, ...)") from None
+        opened = fsspec.open(name, "rb")
+    else:
+        opened = None
     try:
-        return Path(name).read_bytes()
+        handle = opened.open() if opened is not None else open(name, "rb")  # noqa: SIM115
     except IsADirectoryError:
-        raise Failure("is a directory") from None
+        raise Failure("is a directory (-r takes the files in it)") from None
+    except FileNotFoundError:
+        raise Failure("no such file") from None
     except OSError as exc:
-        raise Failure(exc.strerror or str(exc)) from None
+        raise _os_failure(exc) from None
+    with handle:
+        yield handle
+
+
+def read_upto(handle: BinaryIO, limit: int) -> bytes:
+    """At most ``limit`` bytes: until the end of the input or ``limit``."""
+    parts, left = [], limit
+    try:
+        while left > 0:
+            part = handle.read(min(left, CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+    except OSError as exc:
+        raise _os_failure(exc) from None
+    return b"".join(parts)
+
+
+def _is_device(handle: BinaryIO) -> bool:
+    try:
+        mode = os.fstat(handle.fileno()).st_mode
+    except (OSError, AttributeError, ValueError):
+        return False  # not a local file (fsspec) or no descriptor
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)
+
+
+def read_input(name: str, check: Callable[[bytes], None] | None = None) -> bytes:
+    """The bytes of an image file ``name`` (``-``: standard input); ``Failure`` if unreadable,
+    a device (``/dev/zero``), empty, or larger than ``INPUT_LIMIT``. ``check`` sees the
+    first bytes before the rest is read (to refuse the wrong kind of file at once)."""
+    with open_input(name) as handle:
+        if name != STDIO and _is_device(handle):
+            raise Failure("not a regular file")
+        head = read_upto(handle, PREFIX)
+        if not head:
+            raise Failure("empty file")
+        if check is not None:
+            check(head)
+        if len(head) == PREFIX:
+            head += read_upto(handle, INPUT_LIMIT + 1 - len(head))
+        data = head
+    if len(data) > INPUT_LIMIT:
+        raise Failure(f"larger than {INPUT_LIMIT >> 30} GiB: no image that idfc compresses is")
+    return data
+
+
+def read_idf(name: str) -> memoryview:
+    """An .idf file, read no further than its header says (plus one byte, so that data
+    after its end is noticed): the magic is checked on the first bytes, so that a foreign
+    file (or ``/dev/zero``) is refused before the rest is read."""
+    from ..format import container
+
+    with open_input(name) as handle:
+        data = bytearray(read_upto(handle, PREFIX))
+        if not data:
+            raise Failure("empty file")
+        need = container.header_size_needed(data)  # NotAnIdfFile, UnsupportedVersion
+        while need is None or len(data) < need:
+            more = read_upto(handle, (need or 2 * len(data)) - len(data))
+            if not more:
+                return memoryview(data)  # truncated: the decoder says how
+            data += more
+            need = need or container.header_size_needed(data)
+        _, entries = container.read_header(bytes(data[:need]))
+        data += read_upto(handle, container.file_size(entries, need) + 1 - len(data))
+    return memoryview(data)
+
+
+def check_target(target: str, force: bool, make_folders: bool) -> None:
+    """Refuse, before any work, an output that exists (without ``force``) or whose folder
+    does not exist (unless it is to be created)."""
+    if target == STDIO or is_url(target):
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise Failure(f"{target} is a folder")
+    if path.exists() and not force:
+        raise Failure(f"{target} already exists (use -f to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not make_folders and not folder.is_dir():
+        raise Failure(f"cannot write {target}: no folder {folder}")
 
 
 def _umask() -> int:
@@ -135,19 +253,63 @@ def atomic_output(path: Path, force: bool) -> Iterator[Callable[[bytes], object]
                 os.unlink(tmp)
 
 
-def write_output(target: str, data: bytes, force: bool, source: str) -> None:
-    """Write ``data`` to ``target`` (``-``: standard output, never a terminal) atomically,
-    never over the input ``source`` and over another file only with ``force``."""
-    if target == STDIO:
-        if sys.stdout.isatty():
-            raise Failure("stdout is a terminal, aborting (redirect it or use -o)")
-        sys.stdout.buffer.write(data)
+def _write_stdout(data: bytes) -> None:
+    if sys.stdout.isatty():
+        raise Failure("stdout is a terminal, aborting (redirect it or use -o)")
+    try:
+        left = memoryview(data)
+        while left:  # a pipe whose reader leaves takes part of a write without an error
+            written = sys.stdout.buffer.write(left)
+            if written is None:  # a non-blocking descriptor that is full: wait a little
+                time.sleep(0.01)
+                continue
+            if not written:
+                raise BrokenPipeError
+            left = left[written:]
         sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # Nothing more can be written; point stdout at /dev/null so that the flush at exit
+        # does not complain a second time.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise StdoutClosed("standard output was closed before the output was complete") from None
+
+
+def _write_url(target: str, data: bytes, force: bool) -> None:
+    try:
+        import fsspec
+    except ImportError:
+        raise Failure("URLs need fsspec (pip install fsspec and its s3fs, ...)") from None
+    fs, path = fsspec.core.url_to_fs(target)
+    if not force and fs.exists(path):
+        raise Failure(f"{target} already exists (use -f to overwrite)")
+    try:
+        with fs.open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise Failure(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def write_output(
+    target: str, data: bytes, force: bool, source: str, make_folders: bool = False
+) -> None:
+    """Write ``data`` to ``target`` (``-``: standard output, never a terminal) atomically,
+    never over the input ``source`` and over another file only with ``force``;
+    ``make_folders`` creates the target's missing folders."""
+    if target == STDIO:
+        _write_stdout(data)
+        return
+    if is_url(target):
+        _write_url(target, data, force)
         return
     path = Path(target)
     if source != STDIO and path.exists() and path.resolve() == Path(source).resolve():
         raise Failure("refusing to overwrite the input")
     try:
+        if make_folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(path, force) as write:
             write(data)
     except OSError as exc:

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import TruncatedFile
-from .batch import PREVIEW_EXIT, run_each, target_path
-from .files import STDIO, Failure, read_input, write_output
+from .batch import PREVIEW_EXIT, run_each
+from .files import STDIO, Failure, check_target, read_idf, write_output
+from .naming import decompressed_name, output_option, target_for
 
 if TYPE_CHECKING:
     from ..codec.progressive import Stage
@@ -72,21 +73,21 @@ def decompress_stages(
         raise click.UsageError("--progressive and --bytes take a single FILE")
     if folder is not None and (output is not None or to_stdout):
         raise click.UsageError("--progressive writes DIR/stage-K.png; drop -o/-c")
+    out = output_option(output, to_stdout, False)
     preview: list[tuple[Stage, int]] = []
     from ..codec import progressive
     from ..imageio import encode_image, output_format
 
     def one(name: str) -> None:
-        data = read_input(name)
+        data = read_idf(name)
         if byte_limit is not None:
             data = data[: byte_limit.of(len(data))]
         if folder is None:
-            target = target_path(name, output, to_stdout, False, ".png")
+            target = target_for(name, Path(name).name, out, decompressed_name)
             fmt = "PNG" if target == STDIO else output_format(target)
-            if target != STDIO and Path(target).exists() and not force:
-                raise Failure(f"{target} already exists (use -f to overwrite)")
+            check_target(target, force, out.makes_folders)
             stage = progressive.decode_preview(data, max_pixels=max_pixels)
-            write_output(target, encode_image(stage.image, fmt), force, name)
+            write_output(target, encode_image(stage.image, fmt), force, name, out.makes_folders)
             written = "stdout" if target == STDIO else target
         else:
             stage = write_stages(name, data, Path(folder), force, max_pixels)
@@ -103,7 +104,9 @@ def decompress_stages(
         sys.exit(PREVIEW_EXIT)
 
 
-def write_stages(name: str, data: bytes, folder: Path, force: bool, max_pixels: int) -> Stage:
+def write_stages(
+    name: str, data: bytes | memoryview, folder: Path, force: bool, max_pixels: int
+) -> Stage:
     """Write DIR/stage-K.png for every stage ``data`` allows; returns the last one."""
     from ..codec import progressive
     from ..imageio import encode_image

@@ -113,7 +113,7 @@ def bad_files(folder: Path, good: bytes) -> dict[str, Path]:
 
 def test_compress_effort_option(work):
     exited(idfc("compress", "-q", "-e", "2", "photo.png"), 0)
-    assert np.array_equal(api.decompress((work / "photo.idf").read_bytes()), make_array())
+    assert np.array_equal(api.decompress((work / "photo.png.idf").read_bytes()), make_array())
     result = idfc("compress", "-q", "--effort", "3", "-f", "photo.png")
     exited(result, 2)
     assert "effort" in result.output
@@ -141,17 +141,17 @@ def test_compress_writes_idf_next_to_input_and_keeps_input(work):
     before = (work / "photo.png").read_bytes()
     result = idfc("compress", "photo.png")
     exited(result, 0)
-    assert sorted(p.name for p in work.iterdir()) == ["photo.idf", "photo.png"]
+    assert sorted(p.name for p in work.iterdir()) == ["photo.png", "photo.png.idf"]
     assert (work / "photo.png").read_bytes() == before
-    assert np.array_equal(api.decompress((work / "photo.idf").read_bytes()), make_array())
-    assert "photo.idf" in result.stderr  # the summary line names the output
+    assert np.array_equal(api.decompress((work / "photo.png.idf").read_bytes()), make_array())
+    assert "photo.png.idf" in result.stderr  # the summary line names the output
     assert result.stdout == ""
 
 
 def test_verify_decodes_before_writing(work, monkeypatch):
     exited(idfc("compress", "--verify", "photo.png"), 0)
-    assert np.array_equal(api.decompress((work / "photo.idf").read_bytes()), make_array())
-    (work / "photo.idf").unlink()
+    assert np.array_equal(api.decompress((work / "photo.png.idf").read_bytes()), make_array())
+    (work / "photo.png.idf").unlink()
     real = api.decompress_pixels
 
     def off_by_one(data, **kwargs):
@@ -171,7 +171,7 @@ def test_quiet_prints_nothing(work):
     result = idfc("compress", "-q", "photo.png")
     exited(result, 0)
     assert result.stderr == "" and result.stdout == ""
-    assert (work / "photo.idf").is_file()
+    assert (work / "photo.png.idf").is_file()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
@@ -180,10 +180,10 @@ def test_outputs_get_ordinary_permissions(work):
     (work / "reference").write_bytes(b"")
     expected = stat.S_IMODE((work / "reference").stat().st_mode)
     exited(idfc("compress", "photo.png"), 0)
-    exited(idfc("decompress", "photo.idf", "-o", "out.png"), 0)
+    exited(idfc("decompress", "photo.png.idf", "-o", "out.png"), 0)
     (work / "old.png").write_bytes(b"old")
-    exited(idfc("decompress", "photo.idf", "-o", "old.png", "-f"), 0)
-    for name in ("photo.idf", "out.png", "old.png"):
+    exited(idfc("decompress", "photo.png.idf", "-o", "old.png", "-f"), 0)
+    for name in ("photo.png.idf", "out.png", "old.png"):
         assert stat.S_IMODE((work / name).stat().st_mode) == expected, name
 
 
@@ -216,7 +216,7 @@ def test_decompress_other_modes_where_the_format_allows(work, channels, suffix):
     array = make_array(seed=channels, channels=channels)
     save_png(work / "img.png", array)
     exited(idfc("compress", "img.png"), 0)
-    exited(idfc("decompress", "img.idf", "-o", f"out{suffix}"), 0)
+    exited(idfc("decompress", "img.png.idf", "-o", f"out{suffix}"), 0)
     mode, pixels = pixels_of(work / f"out{suffix}")
     assert mode == MODES[channels]
     assert np.array_equal(pixels, array)
@@ -244,9 +244,9 @@ def test_lossy_or_unknown_output_format_refused(photo_idf, suffix):
 def test_rgba_to_a_format_without_alpha_is_refused(work, suffix):
     save_png(work / "img.png", make_array(seed=4, channels=4))
     exited(idfc("compress", "img.png"), 0)
-    result = idfc("decompress", "img.idf", "-o", f"out{suffix}")
+    result = idfc("decompress", "img.png.idf", "-o", f"out{suffix}")
     exited(result, 1)
-    assert_one_error(result.stderr, "img.idf")
+    assert_one_error(result.stderr, "img.png.idf")
     assert not (work / f"out{suffix}").exists()
 
 
@@ -271,12 +271,12 @@ def test_missing_input_and_directory_input(work):
 
 def test_existing_output_without_force_is_untouched(photo_idf):
     work = photo_idf.parent
-    (work / "photo.idf").write_bytes(b"precious")
+    (work / "photo.png.idf").write_bytes(b"precious")
     result = idfc("compress", "photo.png")
     exited(result, 1)
     line = assert_one_error(result.stderr, "photo.png")
-    assert "photo.idf" in line and "exists" in line
-    assert (work / "photo.idf").read_bytes() == b"precious"
+    assert "photo.png.idf" in line and "exists" in line
+    assert (work / "photo.png.idf").read_bytes() == b"precious"
 
     (work / "photo.idf").write_bytes(api.compress(make_array()))
     (work / "out.png").write_bytes(b"precious too")
@@ -288,46 +288,47 @@ def test_existing_output_without_force_is_untouched(photo_idf):
 
 
 def test_force_replaces_existing_output(work):
-    (work / "photo.idf").write_bytes(b"old")
+    (work / "photo.png.idf").write_bytes(b"old")
     exited(idfc("compress", "-f", "photo.png"), 0)
-    assert np.array_equal(api.decompress((work / "photo.idf").read_bytes()), make_array())
+    assert np.array_equal(api.decompress((work / "photo.png.idf").read_bytes()), make_array())
 
     (work / "out.png").write_bytes(b"old")
-    exited(idfc("decompress", "--force", "photo.idf", "-o", "out.png"), 0)
+    exited(idfc("decompress", "--force", "photo.png.idf", "-o", "out.png"), 0)
     assert np.array_equal(pixels_of(work / "out.png")[1], make_array())
     assert_no_temp_files(work)
 
 
 def test_output_appearing_during_compression_is_not_clobbered(work, monkeypatch):
-    """Another program creates photo.idf while we encode: without -f it must survive."""
+    """Another program creates photo.png.idf while we encode: without -f it must survive."""
     encode = api.compress_with_stats
 
     def slow_encode(*args, **kwargs):
-        (work / "photo.idf").write_bytes(b"theirs")
+        (work / "photo.png.idf").write_bytes(b"theirs")
         return encode(*args, **kwargs)
 
     monkeypatch.setattr(api, "compress_with_stats", slow_encode)
     result = idfc("compress", "photo.png")
     exited(result, 1)
-    assert "photo.idf" in assert_one_error(result.stderr, "photo.png")
-    assert (work / "photo.idf").read_bytes() == b"theirs"
+    assert "photo.png.idf" in assert_one_error(result.stderr, "photo.png")
+    assert (work / "photo.png.idf").read_bytes() == b"theirs"
     assert_no_temp_files(work)
 
 
 def test_several_inputs_one_failing_the_others_still_processed(work):
     for name, seed in (("a", 1), ("b", 2), ("d", 3)):
         save_png(work / f"{name}.png", make_array(seed))
-    (work / "b.idf").write_bytes(b"keep")
+    (work / "b.png.idf").write_bytes(b"keep")
     (work / "c.png").write_bytes(b"this is not an image")
     result = idfc("compress", "a.png", "b.png", "c.png", "d.png")
     exited(result, 1)
     errors = [line for line in result.stderr.splitlines() if line.startswith("idfc:")]
     assert [line.split(":")[1].strip() for line in errors] == ["b.png", "c.png"]
     assert "Traceback" not in result.stderr
-    assert (work / "b.idf").read_bytes() == b"keep"
-    assert not (work / "c.idf").exists()
+    assert (work / "b.png.idf").read_bytes() == b"keep"
+    assert not (work / "c.png.idf").exists()
     for name, seed in (("a", 1), ("d", 3)):
-        assert np.array_equal(api.decompress((work / f"{name}.idf").read_bytes()), make_array(seed))
+        data = (work / f"{name}.png.idf").read_bytes()
+        assert np.array_equal(api.decompress(data), make_array(seed))
 
 
 # ------------------------------------------------------------------ -o with several inputs
@@ -337,11 +338,11 @@ def test_output_directory_with_several_inputs(work):
     save_png(work / "second.png", make_array(5))
     (work / "out").mkdir()
     exited(idfc("compress", "photo.png", "second.png", "-o", "out"), 0)
-    assert sorted(p.name for p in (work / "out").iterdir()) == ["photo.idf", "second.idf"]
-    assert not (work / "photo.idf").exists() and not (work / "second.idf").exists()
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["photo.png.idf", "second.png.idf"]
+    assert not (work / "photo.png.idf").exists() and not (work / "second.png.idf").exists()
 
     (work / "back").mkdir()
-    exited(idfc("decompress", "out/photo.idf", "out/second.idf", "-o", "back"), 0)
+    exited(idfc("decompress", "out/photo.png.idf", "out/second.png.idf", "-o", "back"), 0)
     assert np.array_equal(pixels_of(work / "back" / "photo.png")[1], make_array())
     assert np.array_equal(pixels_of(work / "back" / "second.png")[1], make_array(5))
 
@@ -349,7 +350,7 @@ def test_output_directory_with_several_inputs(work):
 def test_output_directory_with_one_input(work):
     (work / "out").mkdir()
     exited(idfc("compress", "photo.png", "-o", "out"), 0)
-    assert (work / "out" / "photo.idf").is_file()
+    assert (work / "out" / "photo.png.idf").is_file()
 
 
 @pytest.mark.parametrize("target", ["missing", "existing.idf"])
@@ -510,10 +511,10 @@ def test_info_text_and_json(photo_idf):
 
     save_png(work / "alpha.png", make_array(seed=4, channels=4))
     exited(idfc("compress", "alpha.png"), 0)
-    result = idfc("info", "--json", "photo.idf", "alpha.idf")
+    result = idfc("info", "--json", "photo.idf", "alpha.png.idf")
     exited(result, 0)
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["file"] for r in records] == ["photo.idf", "alpha.idf"]
+    assert [r["file"] for r in records] == ["photo.idf", "alpha.png.idf"]
     for record, mode in zip(records, ["RGB", "RGBA"], strict=True):
         assert (record["width"], record["height"], record["mode"]) == (W, H, mode)
         assert record["file_bytes"] == (work / record["file"]).stat().st_size
@@ -649,10 +650,11 @@ def test_process_bad_files_one_line_each(photo_idf):
     assert done.returncode == 1
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
-    lines = done.stderr.splitlines()
+    *lines, summary = done.stderr.splitlines()  # one line per file, in order, then the summary
     assert len(lines) == len(names), done.stderr
     for line, name in zip(lines, names, strict=True):
         assert line.startswith(f"idfc: {name}:"), line
+    assert summary.startswith("0 of 4 files decompressed, 4 failed")
     assert sorted(p.name for p in work.iterdir()) == before
 
 
@@ -669,7 +671,7 @@ def test_process_refuses_binary_to_a_terminal(photo_idf):
         os.close(follower)
         follower = -1
         assert done.returncode == 1
-        assert "terminal" in assert_one_error(done.stderr, "photo.idf")
+        assert "terminal" in assert_one_error(done.stderr)
         readable, _, _ = select.select([leader], [], [], 0.2)
         if readable:  # Linux reports EIO once the terminal's other side is closed
             try:
@@ -680,4 +682,4 @@ def test_process_refuses_binary_to_a_terminal(photo_idf):
         if follower >= 0:
             os.close(follower)
         os.close(leader)
-    assert not (photo_idf.parent / "photo.png.idf").exists()
+    assert sorted(p.name for p in photo_idf.parent.iterdir()) == ["photo.idf", "photo.png"]

@@ -1,0 +1,94 @@
+"""``idfc info``: the header of an .idf file, read without the payloads.
+
+The magic is checked on the first bytes (``/dev/zero`` is refused at once), then only the
+header is read (``container.header_size_needed``); of a regular file's payloads,
+``api.info`` reads only the first byte of each first-stage flow chunk (the "fitted prior"
+count); a stream is read no further than the header says. The file's size is compared with
+the one the header announces: a truncated file is an error, not a silent success.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any, BinaryIO
+
+from .files import PREFIX, Failure, open_input, read_upto
+
+
+def _seekable_size(handle: BinaryIO) -> int | None:
+    """The size of a regular local file, or None for a stream."""
+    try:
+        status = os.fstat(handle.fileno())
+    except (OSError, AttributeError, ValueError):
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def _header_bytes(handle: BinaryIO) -> tuple[bytearray, int | None]:
+    from ..format import container
+
+    data = bytearray(read_upto(handle, PREFIX))
+    if not data:
+        raise Failure("empty file")
+    need = container.header_size_needed(data)  # NotAnIdfFile, UnsupportedVersion
+    while need is None or len(data) < need:
+        more = read_upto(handle, (need or 2 * len(data)) - len(data))
+        if not more:
+            break
+        data += more
+        need = need or container.header_size_needed(data)
+    return data, need
+
+
+def read_info(name: str) -> dict[str, Any]:
+    """``api.info`` fields of file ``name`` plus ``file_bytes``; ``Failure`` or a
+    ``FormatError`` when it is not a complete .idf file."""
+    from .. import api
+    from ..format import container
+
+    with open_input(name) as handle:
+        data, need = _header_bytes(handle)
+        if need is None or len(data) < need:
+            container.read_header(bytes(data))  # raises TruncatedFile, naming what is missing
+        assert need is not None
+        header = bytes(data[:need])
+        _, entries = container.read_header(header)
+        end = container.file_size(entries, need)
+        size = _seekable_size(handle)
+        if size is None:  # a stream: read it (no further than the header says, plus one)
+            data += read_upto(handle, end + 1 - len(data))
+            fields, size = api.info(bytes(data)), len(data)
+        else:  # api.info reads the header again and one byte of some payloads
+            handle.seek(0)
+            fields = api.info(handle)
+    if size < end:
+        raise Failure(f"truncated .idf file: the header announces {end} bytes, only {size} present")
+    container.check_no_trailing(size, end)
+    fields["file_bytes"] = size
+    return fields
+
+
+def describe(name: str, fields: dict[str, Any]) -> list[str]:
+    """The text ``idfc info`` prints for one file."""
+    size = fields["file_bytes"]
+    subpixels = fields["width"] * fields["height"] * sum(g["channels"] for g in fields["groups"])
+    source = f" (from mode {fields['source_mode']})" if fields["source_mode"] else ""
+    lines = [
+        f"{name}:",
+        f"  size      {fields['width']}x{fields['height']} {fields['mode']}{source}",
+        f"  bytes     {size} ({8 * size / subpixels:.3f} bits/subpixel)",
+        f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
+        f"{fields['region_tiles']} as region payloads, {fields['margins']} margins, "
+        f"{fields['fitted_first_stages']} first-stage priors fitted",
+    ]
+    for g in fields["groups"]:
+        lines.append(
+            f"  model     {g['model']} ({g['channels']} channel(s) from {g['first_channel']}, "
+            f"sha256 {g['model_sha256'][:16]}…, {g['arithmetic']})"
+        )
+    if fields["metadata"]:
+        items = ", ".join(f"{k} {v} bytes" for k, v in fields["metadata"].items())
+        lines.append(f"  metadata  {items}")
+    lines.append(f"  checksum  sha256 {fields['pixel_sha256']}")
+    return lines

@@ -58,6 +58,7 @@ import struct
 import sys
 import tempfile
 import time
+import tracemalloc
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -66,10 +67,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import constriction  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from idfcompress.codec import decoder, encoder  # noqa: E402
+from idfcompress.entropy import ans, tables  # noqa: E402
 from idfcompress.errors import IdfError, ModelError  # noqa: E402
 from idfcompress.flow import (  # noqa: E402
     loading,
@@ -77,11 +80,10 @@ from idfcompress.flow import (  # noqa: E402
 )
 from idfcompress.flow.config import ModelConfig  # noqa: E402
 from idfcompress.flow.model import IntegerFlow  # noqa: E402
-from idfcompress.format import (
-    container,  # noqa: E402
-)
+from idfcompress.format import container, layout  # noqa: E402
 from idfcompress.imageio import PixelImage, from_array, from_pil  # noqa: E402
-from idfcompress.predictive import regions  # noqa: E402
+from idfcompress.predictive import coder as coder_module  # noqa: E402
+from idfcompress.predictive import lattice, regions  # noqa: E402
 
 MIB = 1 << 20
 TINY = {"width": 8, "prior_width": 8, "couplings_per_level": 2, "hidden_layers": 1}
@@ -504,6 +506,225 @@ def truncation_sweep(corpus: list[Sample], max_bytes: int) -> Iterator[Case]:
                 yield Case("truncate-all", sample.data[:cut], f"{sample.name} cut at {cut}", sample)
 
 
+# --------------------------------------------------------------------------- expensive files
+
+_GRID: list = []  # the logistic grid's TableSet, made on first use
+
+
+def _grid() -> ans.TableSet:
+    if not _GRID:
+        _GRID.append(ans.TableSet(tables.logistic_tables()))
+    return _GRID[0]
+
+
+def zeros_stream(count: int, log_scale: int) -> bytes:
+    """The ANS stream of ``count`` zeros, each coded with the grid logistic of mean 0 and
+    log-scale index ``log_scale``: what every step of a predictive region of zeros pops
+    (one table and no escapes, so the steps' segments simply follow each other)."""
+    ids, offsets = tables.grid_ids(np.zeros(1, np.int64), np.array([log_scale]))
+    coder = constriction.stream.stack.AnsCoder()
+    model = _grid().model(int(ids[0]))
+    piece = np.full(min(count, 1 << 20), -int(offsets[0]), dtype=np.int32)
+    left = count
+    while left:  # pushed a piece at a time, so that a bomb is made in little memory
+        k = min(left, piece.size)
+        coder.encode_reverse(piece[:k], model)
+        left -= k
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def zeros_payload(shapes: list[tuple[int, int, int]], how: str) -> bytes:
+    """A region payload of regions of zeros: ``"g0"`` / ``"g28"`` predictive, every
+    context's logistic at log-scale index 0 (the narrowest: a few bytes for any count) or
+    28 (the narrowest the encoder writes); ``"raw"`` / ``"delta"`` LZMA2."""
+    if how in ("raw", "delta"):
+        size = sum(h * w * c for h, w, c in shapes)
+        return bytes([regions.NO_FILTER if how == "raw" else regions.DELTA_FILTER]) + (
+            regions.compress(bytes(size))
+        )
+    g = {"g0": 0, "g28": tables.FIT_MIN_LOGSCALE}[how]
+    head = b"".join(
+        bytes(2 * max(c - 1, 0)) + bytes([0, g]) * (coder_module.CONTEXTS * c) for _, _, c in shapes
+    )
+    count = sum(h * w * c for h, w, c in shapes)
+    return bytes([regions.PREDICTIVE]) + head + (zeros_stream(count, g) if count else b"")
+
+
+def zeros_file(width: int, height: int, mode: str, tile: int, how: str) -> bytes:
+    """A valid .idf file (checksums right) of a zero image whose every tile is one region
+    payload of zeros (:func:`zeros_payload`); the groups name a model they never need."""
+    groups, chunks = [], []
+    for g, (channels, first) in enumerate(layout.plane_groups(mode)):
+        groups.append(
+            container.PlaneGroup(channels, first, "fuzz-none", bytes(32), layout.ARITHMETIC_EXACT)
+        )
+        payloads: dict[tuple[int, int], bytes] = {}  # by tile shape: most tiles share one
+        for t in layout.tiles_of(height, width, tile):
+            key = (t.height, t.width)
+            if key not in payloads:
+                payloads[key] = zeros_payload([(t.height, t.width, channels)], how)
+            chunks.append(container.Chunk(g, layout.REGION_KIND, t.index, payloads[key]))
+    channels = sum(c for c, _ in layout.plane_groups(mode))
+    digest = container.pixel_digest(width, height, mode, bytes(width * height * channels))
+    header = container.Header(
+        width=width,
+        height=height,
+        mode=mode,
+        source_mode=None,
+        tile_size=tile,
+        pixel_sha256=digest,
+        groups=groups,
+        metadata={},
+    )
+    return container.write(header, chunks)
+
+
+@dataclass
+class Expensive:
+    """A valid file made to cost the decoder the most per byte, and what it must give."""
+
+    name: str
+    data: bytes
+    expect: str  # "exact" (a zero image) or the name of the IdfError it must raise
+    max_pixels: int | None = decoder.MAX_PIXELS
+
+
+def expensive_corpus(scale: int = 1) -> list[Expensive]:
+    """The "valid but expensive" files: the largest tile the limits allow (1448 px square,
+    2^21 pixels), as the zero-cost bomb (refused by the budget, or decoded without limits),
+    at the encoder's cheapest rate and as LZMA2; the tallest tile (65528 x 32); many tiny
+    tiles; thin tiles whose steps outnumber their values. ``scale`` > 1 divides the sides
+    (quicker files of the same kinds, for tests)."""
+    big = 1448 // scale
+    tall = 65528 // scale
+    return [
+        Expensive("bomb-1448", zeros_file(big, big, "RGB", 1448, "g0"), "ImageTooLarge"),
+        Expensive("bomb-1448-no-limit", zeros_file(big, big, "RGB", 1448, "g0"), "exact", None),
+        Expensive("cheapest-1448", zeros_file(big, big, "RGB", 1448, "g28"), "exact"),
+        Expensive("lzma-1448", zeros_file(big, big, "RGB", 1448, "raw"), "exact"),
+        Expensive("delta-1448", zeros_file(big, big, "RGB", 1448, "delta"), "exact"),
+        Expensive("bomb-tall", zeros_file(32, tall, "RGB", 65528, "g0"), "ImageTooLarge"),
+        Expensive("cheapest-tall", zeros_file(32, tall, "RGB", 65528, "g28"), "exact"),
+        Expensive("tiny-tiles", zeros_file(256 // scale, 256 // scale, "L", 8, "g0"), "exact"),
+        Expensive(
+            "tiny-tiles-rgb", zeros_file(128 // scale, 128 // scale, "RGB", 8, "g0"), "exact"
+        ),
+        Expensive("thin-tiles", zeros_file(1, 64 * 512 // scale, "L", 64, "g0"), "exact"),
+        Expensive("thin-tiles-la", zeros_file(1, 64 * 256 // scale, "LA", 64, "g0"), "exact"),
+        Expensive(
+            "tiny-tiles-lzma", zeros_file(256 // scale, 256 // scale, "L", 8, "raw"), "exact"
+        ),
+    ]
+
+
+STEPS_PER_BYTE = 3
+"""Steps a file may make the predictive decoder walk per byte (under a pixel limit): a
+region of c planes and w <= h columns takes w + 2 min(h, 64) + c - 2 steps and its chunk at
+least 16 + 1 + 34 c - 2 + 4 bytes, so a thin region walks at most 2.5 steps per byte and a
+margin's two at most 3; a wide region has to pay for its values (VALUES_PER_BYTE)."""
+
+
+def memory_bound(header: container.Header) -> int:
+    """The most the decoder may allocate (traced) for a valid file with this header, as
+    docs/RELIABILITY.md states it: the image, 16 bytes per value of one tile, 1 KiB per
+    plane and row of a tile's longer side, the index-table cache and 16 MiB."""
+    th, tw = min(header.tile_size, header.height), min(header.tile_size, header.width)
+    planes = max(g.channels for g in header.groups)
+    image = header.width * header.height * sum(g.channels for g in header.groups)
+    per_tile = 16 * th * tw * planes + 1024 * max(th, tw) * planes
+    return image + per_tile + lattice.CACHE_BYTES + (16 << 20)
+
+
+def work_bound(header: container.Header, size: int, max_pixels: int | None) -> tuple[int, int]:
+    """The most predictive values and steps a valid file of ``size`` bytes may cost: the
+    budget per byte under a pixel limit, else what its pixels and tiles allow."""
+    th, tw = min(header.tile_size, header.height), min(header.tile_size, header.width)
+    subpixels = header.width * header.height * sum(g.channels for g in header.groups)
+    regions = 2 * header.tile_count * len(header.groups)  # a margin chunk has two
+    steps = regions * (max(th, tw) + 2 * coder_module.BAND + 4)
+    if max_pixels is None:
+        return subpixels, steps
+    scale = max(1.0, max_pixels / decoder.MAX_PIXELS)
+    values = int(coder_module.VALUES_PER_BYTE * scale * size)
+    return min(subpixels, values), min(steps, int(STEPS_PER_BYTE * scale * size))
+
+
+@dataclass
+class Cost:
+    """What decoding one expensive file took, and whether it stayed within the bounds."""
+
+    outcome: str
+    seconds: float
+    traced: int
+    memory_bound: int
+    work: coder_module.Work
+    work_bound: tuple[int, int]
+    failure: str | None = None
+
+
+def _decode_zeros(item: Expensive, work: coder_module.Work, hard_timeout: float) -> str:
+    """Decode ``item``: "exact", the IdfError's name or a failure tag."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, hard_timeout)
+    try:
+        image = decoder.decode(item.data, max_pixels=item.max_pixels, work=work)
+        return "exact" if not image.pixels.any() else "WRONG"
+    except IdfError as exc:
+        return type(exc).__name__
+    except _Timeout:
+        return "TIMEOUT"
+    except Exception as exc:  # noqa: BLE001 - that is what a fuzzer looks for
+        return f"CRASH {type(exc).__name__}: {exc}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_expensive(item: Expensive, hard_timeout: float) -> Cost:
+    """Decode ``item`` twice, timed, then with its allocations traced (tracemalloc slows
+    small numpy calls several times over); a failure unless both end as expected, within
+    the memory bound and the work bound."""
+    header, _ = container.read_header(item.data)
+    work = coder_module.Work()
+    start = time.perf_counter()
+    outcome = _decode_zeros(item, work, hard_timeout)
+    seconds = time.perf_counter() - start
+    tracemalloc.start(1)
+    try:
+        traced_outcome = _decode_zeros(item, coder_module.Work(), hard_timeout)
+        traced = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    bound = work_bound(header, len(item.data), item.max_pixels)
+    cost = Cost(outcome, seconds, traced, memory_bound(header), work, bound)
+    if outcome != item.expect or traced_outcome != outcome:
+        bad = outcome if outcome != item.expect else traced_outcome
+        cost.failure = "WRONG" if bad in ("exact", "WRONG") else bad.split()[0]
+    elif traced > cost.memory_bound:
+        cost.failure = "MEMORY"
+    elif work.values > bound[0] or work.steps > bound[1]:
+        cost.failure = "WORK"
+    return cost
+
+
+def expensive_table(rows: list[tuple[Expensive, Cost]]) -> str:
+    """The expensive files' costs as a Markdown table."""
+    lines = [
+        "| file | bytes | max pixels | outcome | values | steps | work bound (values, steps) "
+        "| traced MiB | bound MiB | seconds | us/byte |",
+        "|---|---:|---|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for item, cost in rows:
+        limit = "none" if item.max_pixels is None else "default"
+        lines.append(
+            f"| {item.name} | {len(item.data)} | {limit} | {cost.outcome} | {cost.work.values} "
+            f"| {cost.work.steps} | {cost.work_bound[0]}, {cost.work_bound[1]} "
+            f"| {cost.traced / MIB:.1f} | {cost.memory_bound / MIB:.0f} | {cost.seconds:.2f} "
+            f"| {1e6 * cost.seconds / len(item.data):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -591,6 +812,7 @@ class Tally:
     seconds: float = 0.0
     rss_start: float = 0.0
     rss_peak: float = 0.0
+    expensive: list[tuple[Expensive, Cost]] = field(default_factory=list)
 
     def add(self, case: Case, result: Result) -> None:
         self.cases += 1
@@ -655,8 +877,10 @@ def campaign(
     replay: str = "",
     save: Path | None = None,
     show: frozenset[str] = frozenset(),
+    expensive: list[Expensive] | None = None,
 ) -> Tally:
-    """Run the truncation sweep, then random cases ``start .. start + cases - 1``."""
+    """Run the truncation sweep, the ``expensive`` files (:func:`run_expensive`), then
+    random cases ``start .. start + cases - 1``."""
     for sample in corpus:  # warm-up: models, tables, torch kernels
         decoder.decode(sample.data)
     tally = Tally(rss_start=peak_rss_mib())
@@ -699,6 +923,16 @@ def campaign(
             if result.outcome not in ("TruncatedFile", "NotAnIdfFile") and not result.failure:
                 result.failure = "NOT-TRUNCATED" if result.outcome != "exact" else "WRONG"
             record(case, result, f"{replay} --sweep-only ({case.detail})")
+    for item in expensive or []:
+        cost = run_expensive(item, hard_timeout)
+        tally.expensive.append((item, cost))
+        message = (
+            f"traced {cost.traced / MIB:.1f} MiB (bound {cost.memory_bound / MIB:.0f}), "
+            f"values {cost.work.values}, steps {cost.work.steps} (bound {cost.work_bound})"
+        )
+        result = Result(cost.outcome, message, cost.seconds, cost.failure)
+        case = Case("expensive", item.data, item.name, None, item.max_pixels)
+        record(case, result, f"{replay} --expensive-only (file {item.name})")
     for index in range(start, start + cases):
         case = make_case(seed, index, corpus)
         record(case, run_case(case, slow, hard_timeout), f"{replay} --seed {seed} --case {index}")
@@ -722,6 +956,16 @@ def main(argv: list[str] | None = None) -> int:
         help="truncate every offset of corpus files up to this size (0: no sweep)",
     )
     parser.add_argument("--sweep-only", action="store_true", help="run only the sweep")
+    parser.add_argument(
+        "--expensive-scale",
+        type=int,
+        default=1,
+        help="decode the valid but expensive files with their sides divided by this "
+        "(1: full size; 0: not at all)",
+    )
+    parser.add_argument(
+        "--expensive-only", action="store_true", help="run only the expensive files"
+    )
     parser.add_argument("--slow", type=float, default=5.0, help="seconds that make a case SLOW")
     parser.add_argument("--hard-timeout", type=float, default=60.0)
     parser.add_argument("--max-rss-growth", type=float, default=1024.0, help="MiB")
@@ -766,12 +1010,20 @@ def main(argv: list[str] | None = None) -> int:
             if args.verbose:
                 print(case.data.hex())
             return 1 if result.failure else 0
+        only = args.sweep_only or args.expensive_only
+        started = time.perf_counter()
+        expensive = expensive_corpus(args.expensive_scale) if args.expensive_scale else []
+        if expensive:
+            print(
+                f"expensive files: {len(expensive)}, made in {time.perf_counter() - started:.1f} s"
+            )
         tally = campaign(
             corpus,
-            0 if args.sweep_only else args.cases,
+            0 if only else args.cases,
             args.seed,
             start=args.start,
-            sweep_bytes=args.sweep_bytes,
+            sweep_bytes=0 if args.expensive_only else args.sweep_bytes,
+            expensive=[] if args.sweep_only else expensive,
             slow=args.slow,
             hard_timeout=args.hard_timeout,
             max_rss_growth=args.max_rss_growth,
@@ -781,6 +1033,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(tally.table())
+    if tally.expensive:
+        print()
+        print(expensive_table(tally.expensive))
     print()
     print(
         f"{tally.cases} cases in {tally.seconds:.0f} s, {tally.failed} failures; "

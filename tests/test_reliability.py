@@ -116,9 +116,13 @@ def six_tiles(tiny_models, rng):
 def test_short_fuzz_campaign(tiny_models):
     corpus = fuzz.build_corpus()
     lines: list[str] = []
-    tally = fuzz.campaign(corpus, 400, seed=6, sweep_bytes=700, log=lines.append)
+    expensive = fuzz.expensive_corpus(scale=8)
+    tally = fuzz.campaign(
+        corpus, 400, seed=6, sweep_bytes=700, log=lines.append, expensive=expensive
+    )
     assert tally.failed == 0, "\n".join(tally.failures)
-    assert set(fuzz.KINDS) | {"truncate-all"} <= set(tally.counts), tally.table()
+    assert set(fuzz.KINDS) | {"truncate-all", "expensive"} <= set(tally.counts), tally.table()
+    assert sum(tally.counts["expensive"].values()) == len(expensive)
     assert tally.counts["truncate-all"]["TruncatedFile"] > 800
     assert tally.counts["reorder"]["exact"] == sum(tally.counts["reorder"].values())
 
@@ -153,6 +157,18 @@ def test_bytes_after_a_raw_cores_stream_are_refused(tiny_models, rng):
 
 
 # ----------------------------------------------------------------------------- memory guard
+
+
+@pytest.mark.parametrize(
+    "name", ["bomb-1448", "cheapest-tall", "tiny-tiles-rgb", "thin-tiles-la", "delta-1448"]
+)
+def test_expensive_files_stay_within_the_budget(name):
+    """Valid files made to cost the most per byte decode as expected within the documented
+    memory and work bounds (fuzz.run_expensive), smaller copies of the campaign's."""
+    (item,) = [e for e in fuzz.expensive_corpus(scale=8) if e.name == name]
+    cost = fuzz.run_expensive(item, hard_timeout=120)
+    assert cost.failure is None, (cost.outcome, cost.traced, cost.memory_bound, cost.work)
+    assert cost.work.values <= cost.work_bound[0] and cost.work.steps <= cost.work_bound[1]
 
 
 def test_huge_dimensions_fail_fast(six_tiles):

@@ -32,6 +32,8 @@ from ..format.layout import (
     uses_flow,
 )
 from ..imageio import CHANNELS, PixelImage
+from ..predictive import lattice
+from ..predictive.coder import VALUES_PER_BYTE, Work
 from ..predictive.regions import decode_regions
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with
 # The decoder's working set grows with the pixels of one batch of tiles (~0.5 KB per pixel
 # with a 96-wide model): it refuses larger batches, a limit that grows with max_pixels.
 MAX_BATCH_PIXELS = 1 << 21
+# Predictive payloads may code at most VALUES_PER_BYTE values per byte (the encoder's: 16 at
+# most), a budget raised with max_pixels like the batch limit (docs/RELIABILITY.md).
 
 
 class Decoding:
@@ -61,6 +65,8 @@ class Decoding:
         self.header = header
         self.size = container.file_size(table, header_size)
         _check_size(header, max_pixels)
+        self.budget = _budget(max_pixels)
+        self.work = Work()  # what the region payloads decoded so far cost
         self.entries = _chunks_by_key(header, table)
         self._flows: dict[int, IntegerFlow] = {}
         for g in range(len(header.groups)):
@@ -117,23 +123,50 @@ class Decoding:
         flow = self.flow(g) if self.uses_flow(g) else None
         side = flow.config.granularity if flow is not None else NO_CORES
         flow_tiles = []
-        for tile in tiles_of(self.header.height, self.header.width, self.header.tile_size):
-            region = self.entries.get((g, tile.index, REGION_KIND))
-            if region is not None:  # the whole tile (checked by _check_group)
-                shape = [(tile.height, tile.width, plane.shape[2])]
-                tile_of(plane, tile)[...] = _regions(data, region, tile, shape)[0]
-                continue
-            shapes = margin_shapes(tile, side, plane.shape[2])
-            if shapes:
-                entry = self.entries[(g, tile.index, MARGIN_KIND)]
-                put_margins(plane, tile, side, _regions(data, entry, tile, shapes))
-            if core_shape(tile, side)[0]:
-                flow_tiles.append(tile)
+        try:
+            for tile in tiles_of(self.header.height, self.header.width, self.header.tile_size):
+                if self._region_tile(data, g, tile, plane, side):
+                    flow_tiles.append(tile)
+        finally:
+            lattice.release()  # the index tables never outlive the decoding
         if flow is None:
             return []
         from ..flow.coding import BatchDecoder
 
         return [BatchDecoder(flow, g, b, self.entries) for b in tile_batches(flow_tiles, side)]
+
+    def _region_tile(
+        self, data: bytes | memoryview, g: int, tile: Tile, plane: np.ndarray, side: int
+    ) -> bool:
+        """Decode the tile's region or margin chunk into ``plane``; whether its core is
+        left to the flow."""
+        region = self.entries.get((g, tile.index, REGION_KIND))
+        if region is not None:  # the whole tile (checked by _check_group)
+            shape = [(tile.height, tile.width, plane.shape[2])]
+            tile_of(plane, tile)[...] = self._regions(data, region, tile, shape)[0]
+            return False
+        shapes = margin_shapes(tile, side, plane.shape[2])
+        if shapes:
+            entry = self.entries[(g, tile.index, MARGIN_KIND)]
+            put_margins(plane, tile, side, self._regions(data, entry, tile, shapes))
+        return bool(core_shape(tile, side)[0])
+
+    def _regions(
+        self,
+        data: bytes | memoryview,
+        entry: container.ChunkEntry,
+        tile: Tile,
+        shapes: list[tuple[int, int, int]],
+    ) -> list[np.ndarray]:
+        """The regions of a region or margin chunk of ``tile``."""
+        what = "region payload" if entry.kind == REGION_KIND else "margin"
+        try:
+            payload = container.payload(data, entry)
+            return decode_regions(payload, shapes, budget=self.budget, work=self.work)
+        except CorruptFile as exc:
+            raise CorruptFile(f"corrupt {what} of tile {tile.index}: {exc}") from None
+        except ImageTooLarge as exc:
+            raise ImageTooLarge(f"{what} of tile {tile.index}: {exc} (raise max_pixels)") from None
 
     def verified(self, out: np.ndarray) -> PixelImage:
         """The decoded image, once its pixels match the file's SHA-256."""
@@ -144,9 +177,14 @@ class Decoding:
         return PixelImage(out, h.mode, h.source_mode, dict(h.metadata))
 
 
-def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:
-    """Decompress .idf bytes; the result is verified against the stored checksum."""
+def decode(
+    data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS, work: Work | None = None
+) -> PixelImage:
+    """Decompress .idf bytes; the result is verified against the stored checksum. ``work``,
+    if given, counts what the region payloads cost (also when decoding fails)."""
     decoding = Decoding.of(data, max_pixels)
+    if work is not None:
+        decoding.work = work
     out = decoding.new_image()
     for g in range(len(decoding.header.groups)):
         plane = decoding.plane(g, out)
@@ -155,20 +193,6 @@ def decode(data: bytes | memoryview, *, max_pixels: int | None = MAX_PIXELS) -> 
                 batch.decode_stage(data)
             batch.write_pixels(batch.staged, plane)
     return decoding.verified(out)
-
-
-def _regions(
-    data: bytes | memoryview,
-    entry: container.ChunkEntry,
-    tile: Tile,
-    shapes: list[tuple[int, int, int]],
-) -> list[np.ndarray]:
-    """The regions of a region or margin chunk of ``tile``."""
-    what = "region payload" if entry.kind == REGION_KIND else "margin"
-    try:
-        return decode_regions(container.payload(data, entry), shapes)
-    except CorruptFile as exc:
-        raise CorruptFile(f"corrupt {what} of tile {tile.index}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------ checks
@@ -190,6 +214,13 @@ def _check_size(header: container.Header, max_pixels: int | None) -> None:
             f"tiles of {tile_w}x{tile_h} pixels need too much memory to decode "
             f"({batch} pixels per batch; the limit is {limit}, raise max_pixels)"
         )
+
+
+def _budget(max_pixels: int | None) -> float | None:
+    """Values per byte of predictive stream the decoder allows (None: no budget)."""
+    if max_pixels is None:
+        return None
+    return VALUES_PER_BYTE * max(1.0, max_pixels / MAX_PIXELS)
 
 
 def _chunks_by_key(

@@ -34,6 +34,7 @@ from ..format.layout import (
     tiles_of,
 )
 from ..imageio import PixelImage
+from ..predictive import lattice
 from ..predictive.regions import RegionCoding, encode_regions
 
 if TYPE_CHECKING:
@@ -105,15 +106,20 @@ def encode(
     specs = plane_groups(image.mode)
     ticker = _Ticker(progress, len(specs) * len(tiles_of(image.height, image.width, tile_size)))
     groups, chunks, stages = [], [], {}
-    for g, (channels, first) in enumerate(specs):
-        resolved = _resolve_model(channels, model, mode)
-        plane = pixels[:, :, first : first + channels]
-        encoder = _GroupEncoder(plane, resolved, tile_size, mode, stats, ticker)
-        chunks += [container.Chunk(g, c.kind, c.tile, c.payload) for c in encoder.chunks()]
-        stages[g] = resolved.config.stages
-        groups.append(
-            container.PlaneGroup(channels, first, resolved.name, resolved.sha256, ARITHMETIC_EXACT)
-        )
+    try:
+        for g, (channels, first) in enumerate(specs):
+            resolved = _resolve_model(channels, model, mode)
+            plane = pixels[:, :, first : first + channels]
+            encoder = _GroupEncoder(plane, resolved, tile_size, mode, stats, ticker)
+            chunks += [container.Chunk(g, c.kind, c.tile, c.payload) for c in encoder.chunks()]
+            stages[g] = resolved.config.stages
+            groups.append(
+                container.PlaneGroup(
+                    channels, first, resolved.name, resolved.sha256, ARITHMETIC_EXACT
+                )
+            )
+    finally:
+        lattice.release()  # the index tables never outlive the image
     chunks.sort(key=lambda c: (stream_rank(c.kind, stages[c.group]), c.group, c.tile))
     header = container.Header(
         width=image.width,
@@ -178,7 +184,6 @@ class _GroupEncoder:
         self.side = model.config.granularity
         self.tiles = tiles_of(plane.shape[0], plane.shape[1], tile_size)
         self.out: list[container.Chunk] = []
-        self.estimates: dict[int, RegionCoding] = {}
 
     def chunks(self) -> list[container.Chunk]:
         flow_tiles = []
@@ -191,8 +196,6 @@ class _GroupEncoder:
                 self._add_region(tile, RegionCoding([tile_of(self.plane, tile)]).payload())
                 self.ticker.tick()
             else:
-                if self.mode == "auto":
-                    self.estimates[tile.index] = RegionCoding([tile_of(self.plane, tile)])
                 flow_tiles.append(tile)
         if flow_tiles:
             self._flow_tiles(flow_tiles)
@@ -225,8 +228,12 @@ class _GroupEncoder:
 
     def _region_if_smaller(self, tile: Tile, flow_size: int) -> bytes | None:
         """In "auto" mode, the tile's region payload if it is smaller than ``flow_size``."""
-        estimate = self.estimates.get(tile.index)
-        if estimate is None or estimate.size >= REGION_TRY * flow_size:
+        # estimated here, tile by tile: kept for every tile until its flow batch had run,
+        # the estimates held ~80 bytes per pixel of the image
+        if self.mode != "auto":
+            return None
+        estimate = RegionCoding([tile_of(self.plane, tile)])
+        if estimate.size >= REGION_TRY * flow_size:
             return None
         region = estimate.payload()
         return region if len(region) < flow_size else None

@@ -14,24 +14,26 @@ A decoder needs a pixel's neighbours before its prediction and the earlier plane
 pixel before its own, so a region wider than tall is coded transposed, cut into bands of
 ``BAND`` rows predicted independently, and pixel (y, x) of plane i (y within its band) is
 coded in step ``x + 2 y + i``: one entropy segment per step, predicted in one numpy pass.
-docs/FORMAT.md ("Predictive payload") specifies every formula.
+docs/FORMAT.md ("Predictive payload") specifies every formula. The decoder keeps only the
+last few columns of every row (``lattice.Lanes``) and refuses payloads that claim more
+values than their bytes can code at the encoder's rates (``VALUES_PER_BYTE``), so its
+memory and time follow what the file can justify (docs/RELIABILITY.md, "Budget").
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..entropy import ans
 from ..entropy.tables import LOGSCALE_COUNT, MEAN_STEPS, fit_logistic, grid_ids, logistic_tables
-from ..errors import CorruptFile
+from ..errors import CorruptFile, ImageTooLarge
+from .lattice import BAND, neighbours, schedule, steps
 
-__all__ = ["BAND", "CONTEXTS", "Plan", "decode", "head_size", "plan"]
-
-BAND = 64
-"""Rows per band (after any transposition); the bands of a region are coded side by side."""
+__all__ = ["BAND", "CONTEXTS", "VALUES_PER_BYTE", "Plan", "Work", "decode", "head_size", "plan"]
 
 THRESHOLDS = 16 * np.array([1, 2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 48, 64, 90, 128])
 """A pixel's context is the number of thresholds its error sum (sixteenths) reaches."""
@@ -43,7 +45,6 @@ PREDICTORS = 8
 GAIN_RANGE = 8
 """The encoder tries gains of -8 .. 8 eighths."""
 
-_SHAPES_KEPT = 8  # region shapes whose index tables stay cached (a 256-px RGB tile: 23 MiB)
 _WEIGHT_ONE = 1 << 40
 _WEIGHT_BIAS = 64
 # A predictor's error is at most 16 (255 + 765) (2N - NN reaches -765 .. 765), so its
@@ -55,57 +56,6 @@ _WEIGHTS = _WEIGHT_ONE // (np.arange(10 * 16 * 1020 + 1, dtype=np.int64) + _WEIG
 @functools.cache
 def _tables() -> ans.TableSet:
     return ans.TableSet(logistic_tables())
-
-
-@functools.lru_cache(maxsize=_SHAPES_KEPT)
-def _neighbours(h: int, w: int) -> np.ndarray:
-    """(h w, 6) indices of each pixel's W, N, NW, NE, WW and NN within a plane's cells
-    (pixel (y, x) in cell ``1 + y w + x``; cell 0 holds 0), those outside the pixel's band
-    replaced by neighbours inside it, or by cell 0."""
-    row, x = (a.ravel() for a in np.mgrid[0:h, 0:w])
-    at = 1 + row * w + x
-    y = row % BAND
-    west = np.where(x > 0, at - 1, np.where(y > 0, at - w, 0))
-    north = np.where(y > 0, at - w, west)
-    northwest = np.where((x > 0) & (y > 0), at - w - 1, north)
-    northeast = np.where((y > 0) & (x < w - 1), at - w + 1, north)
-    westwest = np.where(x > 1, at - 2, west)
-    northnorth = np.where(y > 1, at - 2 * w, north)
-    table = np.stack([west, north, northwest, northeast, westwest, northnorth], axis=1)
-    table.setflags(write=False)
-    return table
-
-
-@functools.lru_cache(maxsize=_SHAPES_KEPT)
-def _steps(h: int, w: int, planes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell indices (``plane (h w + 1) + 1 + y w + x``) of all values in coding order (step,
-    then plane, then row) and the boundaries between the steps."""
-    p, row, x = (a.ravel() for a in np.mgrid[0:planes, 0:h, 0:w])
-    step = x + 2 * (row % BAND) + p
-    order = np.lexsort((row, p, step))
-    cells = (p * (h * w + 1) + 1 + row * w + x)[order]
-    bounds = np.cumsum(np.bincount(step))[:-1] if cells.size else np.zeros(0, np.int64)
-    cells.setflags(write=False)
-    return cells, bounds
-
-
-@functools.lru_cache(maxsize=_SHAPES_KEPT)
-def _schedule(h: int, w: int, c: int) -> list[tuple[np.ndarray, ...]]:
-    """Per step of an (h, w) region of c planes: the cells coded, their planes, the cells
-    of the first and of the previous plane at the same pixels, whether the plane is a later
-    one (0 / 1), the neighbours' cells (n, 6) and the planes' value ranges (sixteenths)."""
-    cells = h * w + 1
-    nbr = _neighbours(h, w)
-    ranges = _ranges(c)
-    order, bounds = _steps(h, w, c)
-    schedule: list[tuple[np.ndarray, ...]] = []
-    for at in np.split(order, bounds):
-        plane, cell = np.divmod(at, cells)
-        later = (plane > 0).astype(np.int64)
-        near = nbr[cell - 1] + (plane * cells)[:, None]
-        low, high = ranges[plane, 0], ranges[plane, 1]
-        schedule.append((at, plane, cell, at - cells * later, later, near, low, high))
-    return schedule
 
 
 def _ranges(channels: int) -> np.ndarray:
@@ -148,31 +98,41 @@ def gather(values: np.ndarray, nbr: np.ndarray) -> np.ndarray:
     return values[nbr.T]
 
 
+# predictor j = row j of this matrix times (W, N, NW, NE, WW, NN), in sixteenths
+_PREDICTOR_MATRIX = np.array(
+    [
+        [16, 16, -16, 0, 0, 0],  # W + N - NW
+        [0, 16, 0, 0, 0, 0],  # N
+        [16, 0, 0, 0, 0, 0],  # W
+        [8, 0, 0, 8, 0, 0],  # (W + NE) / 2
+        [0, 0, 0, 16, 0, 0],  # NE
+        [8, 8, 0, 0, 0, 0],  # (W + N) / 2
+        [0, 32, 0, 0, 0, -16],  # 2 N - NN
+        [32, 0, 0, 0, -16, 0],  # 2 W - WW
+    ],
+    dtype=np.int64,
+)
+
+
 def predictors_of(near: np.ndarray) -> np.ndarray:
     """The predictions (PREDICTORS, n), in sixteenths, from the neighbours' values ``near``
     (:func:`gather`)."""
-    west, north, northwest, northeast, westwest, northnorth = near
-    return np.stack(
-        [
-            16 * (west + north - northwest),
-            16 * north,
-            16 * west,
-            8 * (west + northeast),
-            16 * northeast,
-            8 * (west + north),
-            16 * (2 * north - northnorth),
-            16 * (2 * west - westwest),
-        ]
-    )
+    # one integer matrix product (numpy's own loop, exact) instead of twenty array operations
+    return _PREDICTOR_MATRIX @ np.asarray(near, dtype=np.int64)
 
 
 def blend(predictors: np.ndarray, errors: np.ndarray, nbr: np.ndarray) -> np.ndarray:
     """The blend of ``predictors``, each weighted by its errors (``errors``: cells,
     PREDICTORS) at the neighbours ``nbr``."""
-    west, north, northwest, northeast, westwest, northnorth = (errors[nbr[:, k]] for k in range(6))
-    total = 2 * (west + north + northwest + northeast) + westwest + northnorth
+    # 2 (W + N + NW + NE) + WW + NN, summed in place: a third of the memory, and faster
+    total = errors[nbr[:, 0]] + errors[nbr[:, 1]]
+    total += errors[nbr[:, 2]]
+    total += errors[nbr[:, 3]]
+    total *= 2
+    total += errors[nbr[:, 4]]
+    total += errors[nbr[:, 5]]
     weights = _WEIGHTS[total.T]
-    num = (weights * predictors).sum(axis=0)
+    num = np.einsum("pn,pn->n", weights, predictors)  # no (PREDICTORS, n) product array
     den = weights.sum(axis=0)
     return (2 * num + den) // (2 * den)
 
@@ -227,7 +187,7 @@ class Plan:
         """Adds one region's head and segments; returns its estimated stream bits."""
         h, w = _coded_shape(*region.shape[:2])
         c = region.shape[2]
-        nbr = _neighbours(h, w)
+        nbr = neighbours(h, w)
         ranges = _ranges(c)
         cells = h * w + 1
         coded = np.zeros((c, h * w), dtype=np.int64)
@@ -269,7 +229,7 @@ class Plan:
         table = np.stack([medians.astype(np.int8).view(np.uint8), scales.astype(np.uint8)], -1)
         self._head += gains.astype(np.int8).tobytes() + table.tobytes()
         ids, offsets = grid_ids(medians.ravel() * MEAN_STEPS, scales.ravel())
-        order, bounds = _steps(h, w, c)
+        order, bounds = steps(h, w, c)
         plane_of, cell = np.divmod(order, cells)
         at = plane_of * (h * w) + cell - 1
         context = plane_of * CONTEXTS + contexts.ravel()[at]
@@ -297,25 +257,60 @@ def plan(regions: Sequence[np.ndarray]) -> Plan:
     return Plan(regions)
 
 
-def decode(payload: bytes, shapes: Sequence[tuple[int, int, int]]) -> list[np.ndarray]:
-    """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`."""
+VALUES_PER_BYTE = 32
+"""The decoder's budget: at most this many values per byte of a predictive stream (plus 8
+bytes of slack). The encoder's logistics have log-scale indices of at least
+``FIT_MIN_LOGSCALE``, so each of its values costs at least 0.503 bits, at most 15.9 per
+byte; a forged payload whose logistics are far narrower would claim millions of values in
+a few bytes (a decompression bomb)."""
+
+
+@dataclass
+class Work:
+    """What decoding predictive payloads cost, counted: the values decoded and the steps
+    walked (each step is one entropy segment and a fixed number of numpy calls)."""
+
+    values: int = 0
+    steps: int = 0
+
+
+def decode(
+    payload: bytes,
+    shapes: Sequence[tuple[int, int, int]],
+    *,
+    budget: float | None = VALUES_PER_BYTE,
+    work: Work | None = None,
+) -> list[np.ndarray]:
+    """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`.
+
+    ``ImageTooLarge`` when the regions have more than ``budget`` values per byte of the
+    stream (+ 8), before anything is decoded (``None``: no budget); ``work`` counts what the
+    decoding costs.
+    """
     head = sum(head_size(c) for _, _, c in shapes)
     if len(payload) < head:
         raise CorruptFile("predictive payload shorter than its context tables")
-    if len(payload) == head and any(h * w * c for h, w, c in shapes):
+    values = sum(h * w * c for h, w, c in shapes)
+    if len(payload) == head and values:
         raise CorruptFile("predictive payload has no stream")
+    stream = len(payload) - head
+    if budget is not None and values > budget * (stream + 8):
+        raise ImageTooLarge(
+            f"predictive payload of {stream} bytes for {values} values: more than the "
+            f"decoder's budget of {budget:g} values per byte"
+        )
     decoder = ans.SegmentDecoder(payload[head:], _tables())
     regions, start = [], 0
     for h, w, c in shapes:
         size = head_size(c)
-        regions.append(_decode_region(decoder, payload[start : start + size], h, w, c))
+        regions.append(_decode_region(decoder, payload[start : start + size], h, w, c, work))
         start += size
     decoder.finish()
     return regions
 
 
 def _decode_region(
-    decoder: ans.SegmentDecoder, head: bytes, height: int, width: int, c: int
+    decoder: ans.SegmentDecoder, head: bytes, height: int, width: int, c: int, work: Work | None
 ) -> np.ndarray:
     if not height * width * c:
         return np.zeros((height, width, c), dtype=np.uint8)
@@ -328,28 +323,57 @@ def _decode_region(
         raise CorruptFile("predictive payload has an unknown log-scale")
     ids, offsets = grid_ids(params[:, 0].astype(np.int8).astype(np.int64) * MEAN_STEPS, scales)
     h, w = _coded_shape(height, width)
-    cells = h * w + 1
-    values = np.zeros(c * cells, dtype=np.int64)
-    errors = np.zeros((c * cells, PREDICTORS), dtype=np.int32)
-    errors16 = np.zeros(c * cells, dtype=np.int64)
-    signed = np.zeros(c * cells, dtype=np.int64)  # 16 v - prediction
-    earlier = np.zeros(c * cells, dtype=np.int64)  # errors16 of the planes before, summed
+    lanes, walk = schedule(h, w, c)
+    if work is not None:
+        work.values += h * w * c
+        work.steps += lanes.count
+    cells = lanes.cells
+    values = np.zeros(cells, dtype=np.int64)
+    errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
+    errors16 = np.zeros(cells, dtype=np.int64)
+    signed = np.zeros(cells, dtype=np.int64)  # 16 v - prediction
+    earlier = np.zeros(cells, dtype=np.int64)  # errors16 of the planes before, summed
+    decoded = np.zeros(c * h * w, dtype=np.int16)  # R - G and B - G reach -255 .. 255
     gain_a, gain_b = gains[:, 0], gains[:, 1]
-    for at, plane, first, before, later, nbr, low, high in _schedule(h, w, c):
+    ranges = _ranges(c)
+    for step in walk:
+        if step is None:  # an empty segment pops nothing
+            continue
+        plane, here, first, before, dest, nbr = step
         near = gather(values, nbr)
         predictors = predictors_of(near)
         prediction = blend(predictors, errors, nbr)
         prediction += (gain_a[plane] * signed[first]) >> 3
         prediction += (gain_b[plane] * signed[before]) >> 3
+        low, high = ranges[plane, 0], ranges[plane, 1]
         np.clip(prediction, low, high, out=prediction)
-        below = (earlier[before] + errors16[before]) * later
+        below = (earlier[before] + errors16[before]) * (plane > 0)
         context = plane * CONTEXTS + _context(near, nbr, errors16, below)
         value = ((prediction + 8) >> 4) + decoder.decode(ids[context], offsets[context])
-        if np.any(16 * value < low) or np.any(16 * value > high):
+        if ((16 * value < low) | (16 * value > high)).any():
             raise CorruptFile("predictive payload decodes to out-of-range pixels")
-        values[at] = value
-        errors[at] = np.abs(16 * value - predictors).T
-        signed[at] = 16 * value - prediction
-        errors16[at] = np.abs(signed[at])
-        earlier[at] = below
-    return rebuilt_region(values.reshape(c, cells)[:, 1:], height, width)
+        values[here] = value
+        errors[here] = np.abs(16 * value - predictors).T
+        signed[here] = 16 * value - prediction
+        errors16[here] = np.abs(signed[here])
+        earlier[here] = below
+        decoded[dest] = value
+    return _rebuilt(decoded.reshape(c, h, w), height, width)
+
+
+def _rebuilt(planes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """:func:`rebuilt_region` of (C, h, w) coded planes, in a little less memory: one uint8
+    region and R and B, no wider copies (the decoder's largest arrays)."""
+    c = planes.shape[0]
+    region = np.empty((*planes.shape[1:], c), dtype=np.uint8)
+    if c in (3, 4):
+        for k, i in ((0, 1), (2, 2)):
+            channel = planes[i] + planes[0]
+            if channel.size and (channel.min() < 0 or channel.max() > 255):
+                raise CorruptFile("predictive payload decodes to out-of-range pixels")
+            region[:, :, k] = channel
+        region[:, :, 1] = planes[0]
+        region[:, :, 3:] = planes[3:].transpose(1, 2, 0)
+    else:
+        region[...] = planes.transpose(1, 2, 0)
+    return region.transpose(1, 0, 2) if width > height else region

@@ -57,10 +57,11 @@ def delta_filter(region: np.ndarray) -> np.ndarray:
 
 def delta_unfilter(residuals: np.ndarray) -> np.ndarray:
     """The region whose :func:`delta_filter` residuals are given."""
-    r = residuals.astype(np.int64)
+    # uint8 sums wrap modulo 256 as the filter does: no wider copy of the region is made
+    r = np.array(residuals, dtype=np.uint8)
     if r.shape[0]:
-        r[0] = np.cumsum(r[0], axis=0)
-    return (np.cumsum(r, axis=0) & 0xFF).astype(np.uint8)
+        r[0] = np.cumsum(r[0], axis=0, dtype=np.uint8)
+    return np.cumsum(r, axis=0, dtype=np.uint8)
 
 
 def compress(data: bytes) -> bytes:
@@ -138,17 +139,25 @@ class RegionCoding:
         return min(candidates, key=len)
 
 
-def decode_regions(payload: bytes | memoryview, shapes: Sequence[tuple[int, int, int]]) -> list:
+def decode_regions(
+    payload: bytes | memoryview,
+    shapes: Sequence[tuple[int, int, int]],
+    *,
+    budget: float | None = coder.VALUES_PER_BYTE,
+    work: coder.Work | None = None,
+) -> list:
     """The regions of the given (H, W, C) shapes from an :func:`encode_regions` payload.
 
     The filter must be known and the stream must hold exactly the regions' bytes and end
-    there (``CorruptFile`` otherwise); nothing larger than that is ever allocated.
+    there (``CorruptFile`` otherwise); nothing larger than that is ever allocated. A
+    predictive payload is held to ``budget`` values per byte and counted in ``work``
+    (:func:`coder.decode`).
     """
     payload = bytes(payload)
     if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE):
         raise CorruptFile("unknown filter" if payload else "empty payload")
     if payload[0] == PREDICTIVE:
-        return coder.decode(payload[1:], shapes)
+        return coder.decode(payload[1:], shapes, budget=budget, work=work)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
     flat = np.frombuffer(data, np.uint8)
     regions, start = [], 0

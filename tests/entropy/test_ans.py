@@ -279,3 +279,24 @@ def test_an_image_of_logistic_symbols_round_trips(grid):
     data = E.encode(x, ids, off, grid)
     assert np.array_equal(E.decode(data, ids, off, grid), x)
     assert 8 * len(data) < 1.01 * E.ideal_bits_of_tables(x, ids, off, grid) + 64
+
+
+def test_segments_pushed_piece_by_piece_give_the_same_payload(monkeypatch):
+    """encode_segments works on PIECE_VALUES values at a time (its memory follows the piece,
+    not the payload); the bytes are those of one pass over all segments."""
+    rng = np.random.default_rng(5)
+    tables = _random_tables(rng, 6, max_size=40)
+    segments = []
+    for _ in range(40):
+        n = int(rng.integers(0, 30))
+        tid = rng.integers(0, 6, n)
+        offsets = rng.integers(-3, 3, n)
+        values = offsets + rng.integers(-8, 60, n)  # some beyond the tables: escapes
+        segments.append((values, tid, offsets))
+    whole = E.encode_segments(segments, tables)
+    monkeypatch.setattr(E, "PIECE_VALUES", 7)
+    assert E.encode_segments(segments, tables) == whole
+    decoder = E.SegmentDecoder(whole, tables)
+    for values, tid, offsets in segments:
+        assert np.array_equal(decoder.decode(tid, offsets), values)
+    decoder.finish()

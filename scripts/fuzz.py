@@ -619,7 +619,7 @@ def expensive_corpus(scale: int = 1) -> list[Expensive]:
 
 STEPS_PER_BYTE = 3
 """Steps a file may make the predictive decoder walk per byte (under a pixel limit): a
-region of c planes and w <= h columns takes w + 2 min(h, 64) + c - 2 steps and its chunk at
+region of c planes and w <= h columns takes w + 2 min(h, 64) + c - 3 steps and its chunk at
 least 16 + 1 + 34 c - 2 + 4 bytes, so a thin region walks at most 2.5 steps per byte and a
 margin's two at most 3; a wide region has to pay for its values (VALUES_PER_BYTE)."""
 

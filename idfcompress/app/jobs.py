@@ -8,12 +8,14 @@ only KeyboardInterrupt goes through.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import IdfError, UnsupportedImage
+from ..errors import IdfError, IdfWarning, UnsupportedImage
 from .files import STDIO, Failure, StdoutClosed, check_target, read_idf, read_input, write_output
 
 MAX_PIXELS = 1 << 28  # codec.decoder.MAX_PIXELS, not imported for start-up time (a test checks)
@@ -21,6 +23,18 @@ DEFAULT_TILE_SIZE = 256  # codec.encoder.DEFAULT_TILE_SIZE (the same test)
 JPEG_MAGIC = b"\xff\xd8\xff"
 IDF_MAGIC = b"\x89IDF\r\n\x1a\n"  # format.container.MAGIC (the same test)
 Progress = Callable[[int, int], None]
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None):
+    """idfcompress's own warnings (metadata left out, odd inputs) as one stderr line."""
+    if issubclass(category, IdfWarning):
+        print(f"idfc: warning: {message}", file=sys.stderr)
+    else:
+        _show(message, category, filename, lineno, file, line)
+
+
+_show = warnings.showwarning
+warnings.showwarning = _one_line
 
 
 @dataclass(frozen=True)

@@ -112,23 +112,34 @@ def read_input(name: str, check: Callable[[bytes], None] | None = None) -> bytes
     return data
 
 
+def read_header_prefix(handle: BinaryIO) -> tuple[bytearray, int | None]:
+    """The first bytes of an .idf stream up to its whole header (or all of a shorter
+    stream), and the header's size (None if too short to tell). The magic is checked on the
+    first bytes, so a foreign file (or ``/dev/zero``) is refused before the rest is read."""
+    from ..format import container
+
+    data = bytearray(read_upto(handle, PREFIX))
+    if not data:
+        raise Failure("empty file")
+    need = container.header_size_needed(data)  # NotAnIdfFile, UnsupportedVersion
+    while need is None or len(data) < need:
+        more = read_upto(handle, (need or 2 * len(data)) - len(data))
+        if not more:
+            break
+        data += more
+        need = need or container.header_size_needed(data)
+    return data, need
+
+
 def read_idf(name: str) -> memoryview:
     """An .idf file, read no further than its header says (plus one byte, so that data
-    after its end is noticed): the magic is checked on the first bytes, so that a foreign
-    file (or ``/dev/zero``) is refused before the rest is read."""
+    after its end is noticed)."""
     from ..format import container
 
     with open_input(name) as handle:
-        data = bytearray(read_upto(handle, PREFIX))
-        if not data:
-            raise Failure("empty file")
-        need = container.header_size_needed(data)  # NotAnIdfFile, UnsupportedVersion
-        while need is None or len(data) < need:
-            more = read_upto(handle, (need or 2 * len(data)) - len(data))
-            if not more:
-                return memoryview(data)  # truncated: the decoder says how
-            data += more
-            need = need or container.header_size_needed(data)
+        data, need = read_header_prefix(handle)
+        if need is None or len(data) < need:
+            return memoryview(data)  # truncated: the decoder says how
         _, entries = container.read_header(bytes(data[:need]))
         data += read_upto(handle, container.file_size(entries, need) + 1 - len(data))
     return memoryview(data)

@@ -13,7 +13,7 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-from .files import PREFIX, Failure, open_input, read_upto
+from .files import Failure, open_input, read_header_prefix, read_upto
 
 
 def _seekable_size(handle: BinaryIO) -> int | None:
@@ -25,22 +25,6 @@ def _seekable_size(handle: BinaryIO) -> int | None:
     return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
-def _header_bytes(handle: BinaryIO) -> tuple[bytearray, int | None]:
-    from ..format import container
-
-    data = bytearray(read_upto(handle, PREFIX))
-    if not data:
-        raise Failure("empty file")
-    need = container.header_size_needed(data)  # NotAnIdfFile, UnsupportedVersion
-    while need is None or len(data) < need:
-        more = read_upto(handle, (need or 2 * len(data)) - len(data))
-        if not more:
-            break
-        data += more
-        need = need or container.header_size_needed(data)
-    return data, need
-
-
 def read_info(name: str) -> dict[str, Any]:
     """``api.info`` fields of file ``name`` plus ``file_bytes``; ``Failure`` or a
     ``FormatError`` when it is not a complete .idf file."""
@@ -48,7 +32,7 @@ def read_info(name: str) -> dict[str, Any]:
     from ..format import container
 
     with open_input(name) as handle:
-        data, need = _header_bytes(handle)
+        data, need = read_header_prefix(handle)
         if need is None or len(data) < need:
             container.read_header(bytes(data))  # raises TruncatedFile, naming what is missing
         assert need is not None

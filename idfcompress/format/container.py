@@ -24,6 +24,7 @@ from ..errors import CorruptFile, NotAnIdfFile, TruncatedFile, UnsupportedVersio
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "MODES",
     "pixel_digest",
     "SOURCE_MODES",
@@ -39,7 +40,9 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
+#: Versions this reader decodes: 7 differs from 8 only in the region filters it may hold.
+READABLE_VERSIONS: tuple[int, ...] = (7, 8)
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}
@@ -342,10 +345,11 @@ def _check_magic_and_version(view: memoryview) -> None:
     if len(view) < 10:
         raise _NeedMore(10)
     (version,) = _U16S.unpack_from(view, 8)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise UnsupportedVersion(
             f"this .idf file uses format version {version}; "
-            f"this reader supports version {FORMAT_VERSION} only"
+            f"this reader supports versions {readable}"
         )
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from ..entropy import ans
 from ..entropy.tables import LOGSCALE_COUNT, MEAN_STEPS, fit_logistic, grid_ids, logistic_tables
 from ..errors import CorruptFile, ImageTooLarge
+from . import prior
 from .lattice import BAND, neighbours, schedule, steps
 
 __all__ = ["BAND", "CONTEXTS", "VALUES_PER_BYTE", "Plan", "Work", "decode", "head_size", "plan"]
@@ -165,12 +166,124 @@ def _best_gain(target: np.ndarray, base: np.ndarray, error: np.ndarray, ranges) 
     return int(np.argmin(sums)) - GAIN_RANGE
 
 
+def _rule(coded: np.ndarray, contexts: np.ndarray):
+    """Format 7: per (plane, context) the fitted logistic; its (i8 median, u8 log-scale)
+    table, every value's mean (sixteenths) and log-scale index, and the estimated bits."""
+    c = coded.shape[0]
+    medians = np.zeros((c, CONTEXTS), dtype=np.int64)
+    scales = np.full((c, CONTEXTS), LOGSCALE_COUNT // 2, dtype=np.int64)
+    bits = 0.0
+    for i in range(c):
+        for k in np.unique(contexts[i]).tolist():
+            q, g, fit_bits = fit_logistic(coded[i][contexts[i] == k][None])
+            medians[i, k] = np.clip(q[0] // MEAN_STEPS, -128, 127)
+            scales[i, k] = g[0]
+            bits += float(fit_bits[0])
+    table = np.stack([medians.astype(np.int8).view(np.uint8), scales.astype(np.uint8)], -1)
+    pick = np.arange(c)[:, None] * CONTEXTS + contexts
+    return table, (medians.ravel() * MEAN_STEPS)[pick], scales.ravel()[pick], bits
+
+
+def _learned(net: prior.Prior, planes: list[Analysis]):
+    """Format 8: the prior's mean and log-scale per value, moved by shifts fitted per
+    (plane, context); the (i8 mean shift, i8 log-scale shift) table, every value's mean and
+    log-scale index, and the estimated bits."""
+    c = len(planes)
+    shifts = np.zeros((c, CONTEXTS, 2), dtype=np.int64)
+    means = np.zeros((c, planes[0].coded.size), dtype=np.int64)
+    scales = np.zeros_like(means)
+    bits = 0.0
+    for i, p in enumerate(planes):
+        assert p.features is not None
+        mean, scale = net.params(p.features)
+        mean = mean + p.features[:, 18].astype(np.int64)  # relative to the rounded prediction
+        for k in np.unique(p.contexts).tolist():
+            sel = p.contexts == k
+            dm, dl, fit_bits = prior.fit_shifts(p.coded[sel], mean[sel], scale[sel])
+            shifts[i, k] = dm, dl
+            means[i, sel], scales[i, sel] = prior.adapted(mean[sel], scale[sel], dm, dl)
+            bits += fit_bits
+    return shifts.astype(np.int8).view(np.uint8), means, scales, bits
+
+
+@dataclass
+class Analysis:
+    """One plane of a region as the coder sees it, every array in raster order: the coded
+    values (value minus rounded prediction), their contexts, the prediction (sixteenths)
+    and, when asked for, the learned prior's :func:`prior.features`."""
+
+    coded: np.ndarray
+    contexts: np.ndarray
+    prediction: np.ndarray
+    features: np.ndarray | None
+
+
+def analyse(
+    region: np.ndarray, *, gains: bool = True, with_features: bool = False
+) -> tuple[list[Analysis], np.ndarray]:
+    """The coder's view of an (H, W, C) uint8 region, plane by plane, and the gains it
+    chose ((C - 1, 2) eighths; ``gains=False`` leaves them 0)."""
+    h, w = _coded_shape(*region.shape[:2])
+    c = region.shape[2]
+    nbr = neighbours(h, w)
+    ranges = _ranges(c)
+    cells = h * w + 1
+    earlier = np.zeros(h * w, dtype=np.int64)
+    chosen = np.zeros((max(c - 1, 0), 2), dtype=np.int64)
+    signed_errors: list[np.ndarray] = []
+    out = []
+    kind = prior.kinds(c)
+    for i, plane in enumerate(_planes(region)):
+        values = np.zeros(cells, dtype=np.int64)
+        values[1:] = plane
+        near = gather(values, nbr)
+        predictors = predictors_of(near)
+        errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
+        errors[1:] = np.abs(16 * plane - predictors).T
+        prediction = blend(predictors, errors, nbr)
+        if i and gains:
+            first, previous = signed_errors[0], signed_errors[i - 1]
+            a = _best_gain(16 * plane, prediction, first, ranges[i])
+            prediction = prediction + ((a * first) >> 3)
+            b = _best_gain(16 * plane, prediction, previous, ranges[i]) if i > 1 else 0
+            prediction = prediction + ((b * previous) >> 3)
+            chosen[i - 1] = a, b
+        prediction = np.clip(prediction, *ranges[i])
+        signed_errors.append(16 * plane - prediction)
+        errors16 = np.zeros(cells, dtype=np.int64)
+        errors16[1:] = np.abs(signed_errors[i])
+        feats = None
+        if with_features:
+            zero = np.zeros(h * w, dtype=np.int64)
+            feats = prior.features(
+                near,
+                predictors,
+                prediction,
+                errors16[nbr.T],
+                signed_errors[0] if i else zero,
+                signed_errors[i - 1] if i else zero,
+                earlier,
+                np.full(h * w, kind[i]),
+            )
+        contexts = _context(near, nbr, errors16, earlier)
+        earlier = earlier + errors16[1:]
+        out.append(Analysis(plane - ((prediction + 8) >> 4), contexts, prediction, feats))
+    return out, chosen
+
+
 class Plan:
     """How :func:`plan` would code some regions: the estimated size, and the payload."""
 
-    def __init__(self, regions: Sequence[np.ndarray], gains: bool = True) -> None:
-        """``gains=False`` leaves every gain 0 (to measure what the gains bring)."""
+    def __init__(
+        self,
+        regions: Sequence[np.ndarray],
+        gains: bool = True,
+        learned: prior.Prior | None = None,
+    ) -> None:
+        """``gains=False`` leaves every gain 0 (to measure what the gains bring);
+        ``learned``: code with that prior (format 8) instead of the hand-made rule."""
         self._gains = gains
+        self._prior = learned
         self._head = bytearray()
         # per region: coded values, table ids and offsets in coding order, step boundaries
         self._regions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -187,53 +300,19 @@ class Plan:
         """Adds one region's head and segments; returns its estimated stream bits."""
         h, w = _coded_shape(*region.shape[:2])
         c = region.shape[2]
-        nbr = neighbours(h, w)
-        ranges = _ranges(c)
-        cells = h * w + 1
-        coded = np.zeros((c, h * w), dtype=np.int64)
-        contexts = np.zeros((c, h * w), dtype=np.int64)
-        earlier = np.zeros(h * w, dtype=np.int64)
-        gains = np.zeros((max(c - 1, 0), 2), dtype=np.int64)
-        signed_errors: list[np.ndarray] = []
-        for i, plane in enumerate(_planes(region)):
-            values = np.zeros(cells, dtype=np.int64)
-            values[1:] = plane
-            near = gather(values, nbr)
-            predictors = predictors_of(near)
-            errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
-            errors[1:] = np.abs(16 * plane - predictors).T
-            prediction = blend(predictors, errors, nbr)
-            if i and self._gains:
-                first, previous = signed_errors[0], signed_errors[i - 1]
-                a = _best_gain(16 * plane, prediction, first, ranges[i])
-                prediction = prediction + ((a * first) >> 3)
-                b = _best_gain(16 * plane, prediction, previous, ranges[i]) if i > 1 else 0
-                prediction = prediction + ((b * previous) >> 3)
-                gains[i - 1] = a, b
-            prediction = np.clip(prediction, *ranges[i])
-            signed_errors.append(16 * plane - prediction)
-            errors16 = np.zeros(cells, dtype=np.int64)
-            errors16[1:] = np.abs(signed_errors[i])
-            contexts[i] = _context(near, nbr, errors16, earlier)
-            earlier = earlier + errors16[1:]
-            coded[i] = plane - ((prediction + 8) >> 4)
-        medians = np.zeros((c, CONTEXTS), dtype=np.int64)
-        scales = np.full((c, CONTEXTS), LOGSCALE_COUNT // 2, dtype=np.int64)
-        bits = 0.0
-        for i in range(c):
-            for k in np.unique(contexts[i]).tolist():
-                q, g, fit_bits = fit_logistic(coded[i][contexts[i] == k][None])
-                medians[i, k] = np.clip(q[0] // MEAN_STEPS, -128, 127)
-                scales[i, k] = g[0]
-                bits += float(fit_bits[0])
-        table = np.stack([medians.astype(np.int8).view(np.uint8), scales.astype(np.uint8)], -1)
+        planes, gains = analyse(region, gains=self._gains, with_features=self._prior is not None)
+        coded = np.stack([p.coded for p in planes])
+        contexts = np.stack([p.contexts for p in planes])
+        if self._prior is None:
+            table, means, scales, bits = _rule(coded, contexts)
+        else:
+            table, means, scales, bits = _learned(self._prior, planes)
         self._head += gains.astype(np.int8).tobytes() + table.tobytes()
-        ids, offsets = grid_ids(medians.ravel() * MEAN_STEPS, scales.ravel())
+        ids, offsets = grid_ids(means, scales)
         order, bounds = steps(h, w, c)
-        plane_of, cell = np.divmod(order, cells)
+        plane_of, cell = np.divmod(order, h * w + 1)
         at = plane_of * (h * w) + cell - 1
-        context = plane_of * CONTEXTS + contexts.ravel()[at]
-        self._regions.append((coded.ravel()[at], ids[context], offsets[context], bounds))
+        self._regions.append((coded.ravel()[at], ids.ravel()[at], offsets.ravel()[at], bounds))
         return bits
 
     def payload(self) -> bytes:
@@ -252,9 +331,10 @@ class Plan:
         return bytes(self._head) + ans.encode_segments(segments, _tables())
 
 
-def plan(regions: Sequence[np.ndarray]) -> Plan:
-    """The predictive coding of the given (H, W, C) uint8 regions."""
-    return Plan(regions)
+def plan(regions: Sequence[np.ndarray], learned: prior.Prior | None = None) -> Plan:
+    """The predictive coding of the given (H, W, C) uint8 regions (with the ``learned``
+    prior, or the hand-made rule when None)."""
+    return Plan(regions, learned=learned)
 
 
 VALUES_PER_BYTE = 32
@@ -280,12 +360,13 @@ def decode(
     *,
     budget: float | None = VALUES_PER_BYTE,
     work: Work | None = None,
+    learned: prior.Prior | None = None,
 ) -> list[np.ndarray]:
     """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`.
 
     ``ImageTooLarge`` when the regions have more than ``budget`` values per byte of the
     stream (+ 8), before anything is decoded (``None``: no budget); ``work`` counts what the
-    decoding costs.
+    decoding costs; ``learned``: the prior the payload was coded with (None: the rule).
     """
     head = sum(head_size(c) for _, _, c in shapes)
     if len(payload) < head:
@@ -303,25 +384,35 @@ def decode(
     regions, start = [], 0
     for h, w, c in shapes:
         size = head_size(c)
-        regions.append(_decode_region(decoder, payload[start : start + size], h, w, c, work))
+        head_bytes = payload[start : start + size]
+        regions.append(_decode_region(decoder, head_bytes, (h, w, c), work, learned))
         start += size
     decoder.finish()
     return regions
 
 
 def _decode_region(
-    decoder: ans.SegmentDecoder, head: bytes, height: int, width: int, c: int, work: Work | None
+    decoder: ans.SegmentDecoder,
+    head: bytes,
+    shape: tuple[int, int, int],
+    work: Work | None,
+    learned: prior.Prior | None,
 ) -> np.ndarray:
+    height, width, c = shape
     if not height * width * c:
         return np.zeros((height, width, c), dtype=np.uint8)
     split = 2 * (c - 1)
     gains = np.zeros((c, 2), dtype=np.int64)
     gains[1:] = np.frombuffer(head[:split], dtype=np.int8).reshape(c - 1, 2)
     params = np.frombuffer(head[split:], dtype=np.uint8).reshape(c * CONTEXTS, 2)
-    scales = params[:, 1].astype(np.int64)
-    if scales.max() >= LOGSCALE_COUNT:
-        raise CorruptFile("predictive payload has an unknown log-scale")
-    ids, offsets = grid_ids(params[:, 0].astype(np.int8).astype(np.int64) * MEAN_STEPS, scales)
+    if learned is None:
+        scales = params[:, 1].astype(np.int64)
+        if scales.max() >= LOGSCALE_COUNT:
+            raise CorruptFile("predictive payload has an unknown log-scale")
+        ids, offsets = grid_ids(params[:, 0].astype(np.int8).astype(np.int64) * MEAN_STEPS, scales)
+    else:
+        shifts = params.view(np.int8).astype(np.int64)
+        kind = prior.kinds(c)
     h, w = _coded_shape(height, width)
     lanes, walk = schedule(h, w, c)
     if work is not None:
@@ -349,7 +440,18 @@ def _decode_region(
         np.clip(prediction, low, high, out=prediction)
         below = (earlier[before] + errors16[before]) * (plane > 0)
         context = plane * CONTEXTS + _context(near, nbr, errors16, below)
-        value = ((prediction + 8) >> 4) + decoder.decode(ids[context], offsets[context])
+        if learned is None:
+            table, offset = ids[context], offsets[context]
+        else:
+            later = plane > 0
+            feats = prior.features(
+                near, predictors, prediction, errors16[nbr.T],
+                signed[first] * later, signed[before] * later, below, kind[plane],
+            )  # fmt: skip
+            mean, scale = learned.params(feats)
+            mean += feats[:, 18].astype(np.int64)
+            table, offset = grid_ids(*prior.adapted(mean, scale, *shifts[context].T))
+        value = ((prediction + 8) >> 4) + decoder.decode(table, offset)
         if ((16 * value < low) | (16 * value > high)).any():
             raise CorruptFile("predictive payload decodes to out-of-range pixels")
         values[here] = value

@@ -2,14 +2,16 @@
 
 A payload is a filter byte and, for filters 0 and 1, one raw LZMA2 stream of the regions'
 bytes (each region an (H, W, C) uint8 array), region by region in row-major order
-(docs/FORMAT.md, "Region payloads"); filter 2 is a predictive payload (``predictive``:
-median edge prediction, a fitted logistic per context, ANS), which wins on the smooth
-camera images whose tiles the flow codes worse. Filter 0 stores the pixels as they are;
-filter 1 delta-filters each region on its own, without looking outside it: the first row by
-the left neighbour (the first pixel against 0), every other row by the pixel above, modulo
-256 (PNG's "Sub" and "Up" filters). The encoder keeps whichever payload is smallest: delta
-on photographs, no filter on synthetic images whose repeats the compressor finds,
-predictive on smooth camera images. LZMA2 (Python's ``lzma``, liblzma) gave
+(docs/FORMAT.md, "Region payloads"); filters 2 and 3 are predictive payloads
+(``predictive``: blended prediction, a logistic per value, ANS), which win on photographs:
+filter 2 (format 7, decoded only) takes one fitted logistic per context, filter 3 (what
+the encoder writes) the learned prior's logistic of each value (``predictive.prior``),
+moved per context by fitted shifts, and names the prior by a one-byte id. Filter 0
+stores the pixels as they are; filter 1 delta-filters each region on its own, without
+looking outside it: the first row by the left neighbour (the first pixel against 0),
+every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters). The
+encoder keeps whichever payload is smallest: prediction on photographs, no filter on
+synthetic images whose repeats the compressor finds. LZMA2 (Python's ``lzma``, liblzma) gave
 7-17 % smaller payloads than zlib at level 9 on camera, film-scan and synthetic tiles, in
 about the same time, with a 1 MiB dictionary.
 """
@@ -23,10 +25,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import CorruptFile
-from . import coder
+from . import coder, prior
 
 __all__ = [
     "DELTA_FILTER",
+    "LEARNED",
     "RegionCoding",
     "NO_FILTER",
     "PREDICTIVE",
@@ -39,6 +42,7 @@ __all__ = [
 NO_FILTER = 0
 DELTA_FILTER = 1
 PREDICTIVE = 2
+LEARNED = 3
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 _DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
@@ -102,13 +106,29 @@ def _payload(filter_id: int, data: bytes) -> bytes:
     return bytes([filter_id]) + compress(data)
 
 
-def encode_regions(regions: Sequence[np.ndarray]) -> bytes:
+def _predictive(regions: Sequence[np.ndarray], prior_id: int | None) -> tuple[bytes, coder.Plan]:
+    """The predictive payload's first bytes and plan: with prior ``prior_id`` (filter 3),
+    or the rule of format 7 (filter 2) when None."""
+    if prior_id is None:
+        return bytes([PREDICTIVE]), coder.plan(regions)
+    return bytes([LEARNED, prior_id]), coder.plan(regions, prior.load_prior(prior_id))
+
+
+def default_prior() -> int | None:
+    """The prior new payloads are coded with (None: the rule, while none is shipped)."""
+    return prior.DEFAULT_PRIOR if prior.DEFAULT_PRIOR in prior.PRIORS else None
+
+
+def encode_regions(regions: Sequence[np.ndarray], prior_id: int | None = -1) -> bytes:
     """The smallest payload of ``regions``: unfiltered, delta-filtered or predictive (the
-    last made only when its estimate is within ``RegionCoding.CLOSE`` of the others)."""
+    last made only when its estimate is within ``RegionCoding.CLOSE`` of the others).
+
+    ``prior_id``: the learned prior to code with (-1: :func:`default_prior`; None: the
+    rule of format 7, to measure what the prior brings)."""
     candidates = [_payload(f, data) for f, data in _filtered(regions).items()]
-    plan = coder.plan(regions)
+    start, plan = _predictive(regions, default_prior() if prior_id == -1 else prior_id)
     if plan.size <= RegionCoding.CLOSE * min(map(len, candidates)):
-        candidates.append(bytes([PREDICTIVE]) + plan.payload())
+        candidates.append(start + plan.payload())
     return min(candidates, key=len)
 
 
@@ -121,9 +141,12 @@ class RegionCoding:
 
     CLOSE = 1.1  # at 1.0, artificial.png (synthetic, mostly raw cores) grew 0.6 %
 
-    def __init__(self, regions: Sequence[np.ndarray]):
+    def __init__(self, regions: Sequence[np.ndarray], prior_id: int | None = -1):
+        """``prior_id`` as for :func:`encode_regions`."""
         sizes = {f: (len(zlib.compress(data, 6)), data) for f, data in _filtered(regions).items()}
-        self._plan = coder.plan(regions)
+        self._start, self._plan = _predictive(
+            regions, default_prior() if prior_id == -1 else prior_id
+        )
         best = min(self._plan.size, *(size for size, _ in sizes.values()))
         self.size = 1 + best
         self._predictive = self._plan.size <= self.CLOSE * best
@@ -135,7 +158,7 @@ class RegionCoding:
         """The smallest payload among the candidates the estimates found close."""
         candidates = [_payload(f, data) for f, data in self._candidates.items()]
         if self._predictive:
-            candidates.append(bytes([PREDICTIVE]) + self._plan.payload())
+            candidates.append(self._start + self._plan.payload())
         return min(candidates, key=len)
 
 
@@ -151,13 +174,18 @@ def decode_regions(
     The filter must be known and the stream must hold exactly the regions' bytes and end
     there (``CorruptFile`` otherwise); nothing larger than that is ever allocated. A
     predictive payload is held to ``budget`` values per byte and counted in ``work``
-    (:func:`coder.decode`).
+    (:func:`coder.decode`); a learned one needs its prior (``ModelError`` if unknown).
     """
     payload = bytes(payload)
-    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE):
+    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED):
         raise CorruptFile("unknown filter" if payload else "empty payload")
     if payload[0] == PREDICTIVE:
         return coder.decode(payload[1:], shapes, budget=budget, work=work)
+    if payload[0] == LEARNED:
+        if len(payload) < 2:
+            raise CorruptFile("learned payload without its prior id")
+        learned = prior.load_prior(payload[1])
+        return coder.decode(payload[2:], shapes, budget=budget, work=work, learned=learned)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
     flat = np.frombuffer(data, np.uint8)
     regions, start = [], 0

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from idfcompress.errors import CorruptFile
 from idfcompress.predictive import coder as predictive
-from idfcompress.predictive import regions
+from idfcompress.predictive import prior, regions
 
 shapes = st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(1, 4))
 
@@ -37,7 +37,8 @@ def _candidates(region: np.ndarray) -> dict[int, int]:
     return {
         regions.NO_FILTER: 1 + len(regions.compress(region.tobytes())),
         regions.DELTA_FILTER: 1 + len(regions.compress(regions.delta_filter(region).tobytes())),
-        regions.PREDICTIVE: 1 + len(predictive.plan([region]).payload()),
+        regions.LEARNED: 2
+        + len(predictive.plan([region], prior.load_prior(prior.DEFAULT_PRIOR)).payload()),
     }
 
 
@@ -47,7 +48,7 @@ def test_the_smallest_payload_is_chosen(rng):
     dots = rng.choice(np.array([0, 255], np.uint8), (64, 64, 1))  # two values: no filter wins
     smooth = np.clip(128 + 0.05 * (x - 32) * (y - 20) + rng.normal(0, 1.5, x.shape), 0, 255)
     smooth = smooth.astype(np.uint8)[:, :, None]  # prediction wins
-    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.PREDICTIVE)):
+    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.LEARNED)):
         sizes = _candidates(region)
         payload = regions.encode_regions([region])
         assert payload[0] == expected == min(sizes, key=sizes.get)
@@ -73,7 +74,7 @@ def test_quick_estimate_payloads_decode_and_are_close_to_the_best(rng):
     [
         b"",
         b"\x01not lzma",
-        b"\x03" + regions.compress(bytes(12)),
+        b"\x04" + regions.compress(bytes(12)),
         b"\x02" + bytes(11),
         regions.compress(bytes(12)),
         b"\x00" + zlib.compress(bytes(12)),

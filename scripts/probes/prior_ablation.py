@@ -1,0 +1,68 @@
+"""Probe for issue 18: what the learned prior brings over the rule, and what training does.
+
+Codes sampled 256-px tiles of every validation folder with the predictive coder three ways
+and prints the real payload sizes (bits per subpixel):
+- ``rule``: format 7, one fitted logistic per (plane, context);
+- ``learned``: the shipped prior (``predictive.prior.DEFAULT_PRIOR``), shifted per context;
+- ``untrained``: the same network and shifts with random weights (``prior.random_prior``).
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/probes/prior_ablation.py --tiles 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from idfcompress.predictive import coder, prior
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "val"
+SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
+
+
+def tiles(folder: Path, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` 256-px tiles drawn at random (seeded) from the folder's images."""
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES):
+        with Image.open(path) as image:
+            grey = image.mode in ("L", "I;16", "I", "1", "LA")
+            pixels = np.asarray(image.convert("L" if grey else "RGB"))
+        pixels = pixels if pixels.ndim == 3 else pixels[:, :, None]
+        for y in range(0, pixels.shape[0], 256):
+            for x in range(0, pixels.shape[1], 256):
+                out.append(np.ascontiguousarray(pixels[y : y + 256, x : x + 256]))
+    rng = np.random.default_rng(seed)
+    return [out[i] for i in sorted(rng.choice(len(out), min(count, len(out)), replace=False))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=40, help="tiles per folder")
+    args = parser.parse_args()
+    variants = {
+        "rule": None,
+        "learned": prior.load_prior(prior.DEFAULT_PRIOR),
+        "untrained": prior.random_prior(0),
+    }
+    print(f"{'folder':<22}" + "".join(f"{v:>11}" for v in variants) + "  learned/rule")
+    for folder in sorted(p for p in DATA.glob("*/*") if p.is_dir()):
+        sample = tiles(folder, args.tiles, seed=0)
+        values = sum(t.size for t in sample)
+        sizes = {}
+        for name, learned in variants.items():
+            started = time.monotonic()
+            sizes[name] = sum(len(coder.plan([t], learned).payload()) for t in sample)
+            sizes[name + " s"] = time.monotonic() - started
+        row = "".join(f"{8 * sizes[v] / values:>11.4f}" for v in variants)
+        ratio = sizes["learned"] / sizes["rule"] - 1
+        print(
+            f"{folder.parent.name + '/' + folder.name:<22}{row}  {100 * ratio:+.2f} %", flush=True
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -55,3 +55,11 @@ def smooth_image(rng: np.random.Generator, height: int, width: int, channels: in
     base = 128 + 60 * np.sin(x / 9.0 + rng.uniform(0, 6)) * np.cos(y / 13.0 + rng.uniform(0, 6))
     planes = [base + rng.normal(0, 4, base.shape) + 20 * c for c in range(channels)]
     return np.clip(np.stack(planes, axis=-1), 0, 255).astype(np.uint8)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must take Ctrl-C: a shell that starts the suite in
+    the background (``pytest &``) ignores SIGINT, and its children inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

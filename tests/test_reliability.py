@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import smooth_image
+from conftest import default_sigint, smooth_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -545,6 +545,7 @@ def test_interrupted_compress_leaves_nothing(tiny_model_dir, tmp_path, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.2)  # reading the image and coding its first tiles
@@ -588,6 +589,7 @@ def test_interrupted_writer_leaves_old_output_and_no_partial_file(tmp_path, sig,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert process.stdout.readline().strip() == "writing"
     if mode == "unnamed":  # half written and still invisible

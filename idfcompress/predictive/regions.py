@@ -6,7 +6,8 @@ bytes (each region an (H, W, C) uint8 array), region by region in row-major orde
 (``predictive``: blended prediction, a logistic per value, ANS), which win on photographs:
 filter 2 (format 7, decoded only) takes one fitted logistic per context, filter 3 (what
 the encoder writes) the learned prior's logistic of each value (``predictive.prior``),
-moved per context by fitted shifts, and names the prior by a one-byte id. Filter 0
+moved per context by fitted shifts, names the prior by a one-byte id and packs the
+channels whose histograms have regular gaps (``packing``). Filter 0
 stores the pixels as they are; filter 1 delta-filters each region on its own, without
 looking outside it: the first row by the left neighbour (the first pixel against 0),
 every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters). The
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import CorruptFile
-from . import coder, prior
+from . import coder, packing, prior
 
 __all__ = [
     "DELTA_FILTER",
@@ -107,11 +108,14 @@ def _payload(filter_id: int, data: bytes) -> bytes:
 
 
 def _predictive(regions: Sequence[np.ndarray], prior_id: int | None) -> tuple[bytes, coder.Plan]:
-    """The predictive payload's first bytes and plan: with prior ``prior_id`` (filter 3),
-    or the rule of format 7 (filter 2) when None."""
+    """The predictive payload's first bytes and plan: with prior ``prior_id`` (filter 3,
+    its channels packed where :func:`packing.choose` says it pays), or the rule of format 7
+    (filter 2) when None."""
     if prior_id is None:
         return bytes([PREDICTIVE]), coder.plan(regions)
-    return bytes([LEARNED, prior_id]), coder.plan(regions, prior.load_prior(prior_id))
+    sets = packing.choose(regions) if len({r.shape[2] for r in regions}) == 1 else []
+    start = bytes([LEARNED, prior_id]) + packing.write_sets(sets)
+    return start, coder.plan(packing.pack(regions, sets), prior.load_prior(prior_id))
 
 
 def default_prior() -> int | None:
@@ -185,7 +189,11 @@ def decode_regions(
         if len(payload) < 2:
             raise CorruptFile("learned payload without its prior id")
         learned = prior.load_prior(payload[1])
-        return coder.decode(payload[2:], shapes, budget=budget, work=work, learned=learned)
+        channels = {c for _, _, c in shapes}
+        sets, used = packing.read_sets(payload[2:], channels.pop() if len(channels) == 1 else 0)
+        body = payload[2 + used :]
+        decoded = coder.decode(body, shapes, budget=budget, work=work, learned=learned)
+        return packing.unpack(decoded, sets)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
     flat = np.frombuffer(data, np.uint8)
     regions, start = [], 0

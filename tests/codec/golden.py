@@ -64,6 +64,7 @@ def cases() -> Iterator[tuple[str, object, int, tuple[str, ...]]]:
     noise = np.random.default_rng(9).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
     yield "noise-64x48", noise, 256, MODES
     yield "flat-50x50", np.zeros((50, 50, 3), np.uint8), 256, MODES
+    yield "levels-64x48", _smooth(10, 48, 64, 3) // 4 * 4, 256, ("predictive",)  # packed
     yield "metadata-40x24", _with_metadata(), 256, ("predictive", "flow")
 
 

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from idfcompress.errors import CorruptFile
 from idfcompress.predictive import coder as predictive
-from idfcompress.predictive import prior, regions
+from idfcompress.predictive import packing, prior, regions
 
 shapes = st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(1, 4))
 
@@ -34,18 +34,19 @@ def test_filter_is_sub_on_the_first_row_and_up_below():
 
 def _candidates(region: np.ndarray) -> dict[int, int]:
     """Payload size under each filter."""
+    sets = packing.choose([region])
+    learned = predictive.plan(packing.pack([region], sets), prior.load_prior(prior.DEFAULT_PRIOR))
     return {
         regions.NO_FILTER: 1 + len(regions.compress(region.tobytes())),
         regions.DELTA_FILTER: 1 + len(regions.compress(regions.delta_filter(region).tobytes())),
-        regions.LEARNED: 2
-        + len(predictive.plan([region], prior.load_prior(prior.DEFAULT_PRIOR)).payload()),
+        regions.LEARNED: 2 + len(packing.write_sets(sets)) + len(learned.payload()),
     }
 
 
 def test_the_smallest_payload_is_chosen(rng):
     y, x = np.mgrid[0:64, 0:64]
     ramp = ((x * 3 + y * 2) % 256).astype(np.uint8)[:, :, None]  # photo-like
-    dots = rng.choice(np.array([0, 255], np.uint8), (64, 64, 1))  # two values: no filter wins
+    dots = np.tile(rng.integers(0, 256, (8, 8, 1), np.uint8), (8, 8, 1))  # repeats: no filter
     smooth = np.clip(128 + 0.05 * (x - 32) * (y - 20) + rng.normal(0, 1.5, x.shape), 0, 255)
     smooth = smooth.astype(np.uint8)[:, :, None]  # prediction wins
     for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.LEARNED)):

@@ -119,6 +119,14 @@ def from_prior(net: Net, p: prior.Prior) -> None:
             layer.bias.copy_(torch.from_numpy(p.biases[i] / 2.0 ** (bits_w + scale_in[i])))
 
 
+def _shown(folder: Path) -> str:
+    """A data folder as the card shows it: relative to the repository where it can be."""
+    try:
+        return "../" + str(folder.resolve().relative_to(ROOT.parent))
+    except ValueError:
+        return str(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -127,7 +135,10 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue runs/prior/checkpoint.pt")
     parser.add_argument("--per-plane", type=int, default=1500, help="values sampled per tile plane")
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "prior")
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "prior",
+                        help="checkpoint and sample cache (samples.npz) of this run")
+    parser.add_argument("--train", type=Path, default=DATA / "train", help="training images")
+    parser.add_argument("--val", type=Path, default=DATA / "val", help="validation images")
     args = parser.parse_args()
     torch.manual_seed(0)
     args.run.mkdir(parents=True, exist_ok=True)
@@ -136,8 +147,8 @@ def main() -> None:
     if cache.is_file():
         data = dict(np.load(cache))
     else:
-        train = samples(image_files(DATA / "train"), args.per_plane, 0.3, seed=1)
-        val = samples(image_files(DATA / "val"), 400, 0.0, seed=2)
+        train = samples(image_files(args.train), args.per_plane, 0.3, seed=1)
+        val = samples(image_files(args.val), 400, 0.0, seed=2)
         data = {"tf": train["features"], "tc": train["coded"], "vf": val["features"],
                 "vc": val["coded"]}  # fmt: skip
         np.savez(cache, **data)
@@ -198,9 +209,9 @@ def main() -> None:
         "name": args.out.name,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "architecture": f"{prior.FEATURES}-{prior.HIDDEN}-{prior.HIDDEN}-2 ReLU, integer",
-        "data": {"train": "../shared/data/train", "values": int(data["tc"].size),
+        "data": {"train": _shown(args.train), "values": int(data["tc"].size),
                  "per_tile_plane": args.per_plane, "grey_share": 0.3,
-                 "validation": "every folder of ../shared/data/val, 400 values per tile plane"},
+                 "validation": f"{_shown(args.val)}, 400 values per tile plane"},
         "init_from": str(args.init_from) if args.init_from else None,
         "steps": state["steps"],
         "hours": round(state["seconds"] / 3600, 3),

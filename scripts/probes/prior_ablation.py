@@ -4,7 +4,9 @@ Codes sampled 256-px tiles of every validation folder with the predictive coder 
 and prints the real payload sizes (bits per subpixel):
 - ``rule``: format 7, one fitted logistic per (plane, context);
 - ``learned``: the shipped prior (``predictive.prior.DEFAULT_PRIOR``), shifted per context;
-- ``untrained``: the same network and shifts with random weights (``prior.random_prior``).
+- ``untrained``: the same network and shifts with random weights (``prior.random_prior``);
+- ``candidate`` (with ``--candidate PATH``): a newly trained prior, to ship only if it beats
+  ``learned`` on every folder.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/probes/prior_ablation.py --tiles 40
 """
@@ -42,12 +44,17 @@ def tiles(folder: Path, count: int, seed: int) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=40, help="tiles per folder")
+    parser.add_argument(
+        "--candidate", type=Path, help="a trained prior .safetensors to compare as well"
+    )
     args = parser.parse_args()
     variants = {
         "rule": None,
         "learned": prior.load_prior(prior.DEFAULT_PRIOR),
         "untrained": prior.random_prior(0),
     }
+    if args.candidate:
+        variants["candidate"] = prior.load_file(args.candidate)
     print(f"{'folder':<22}" + "".join(f"{v:>11}" for v in variants) + "  learned/rule")
     for folder in sorted(p for p in DATA.glob("*/*") if p.is_dir()):
         sample = tiles(folder, args.tiles, seed=0)

@@ -414,13 +414,18 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
 
 @main.command()
 def models() -> None:
-    """List the installed models and the defaults."""
+    """List the installed flow models and the defaults, then the predictive coder's
+    learned priors."""
     from ..flow.store import DEFAULT_MODELS, available_models
+    from ..predictive.prior import DEFAULT_PRIOR, PRIORS
 
     defaults = {name: channels for channels, name in DEFAULT_MODELS.items()}
     for name in available_models():
         mark = f"  (default for {defaults[name]} channel(s))" if name in defaults else ""
         click.echo(f"{name}{mark}")
+    for prior_id, (stem, _) in sorted(PRIORS.items()):
+        mark = ", default" if prior_id == DEFAULT_PRIOR else ""
+        click.echo(f"{stem}  (learned prior {prior_id} of the predictive coder{mark})")
 
 
 @main.command(epilog=PREVIEW_EXIT_CODES)

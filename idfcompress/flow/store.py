@@ -87,15 +87,22 @@ def model_path(spec: str) -> Path:
 
 
 def available_models() -> list[str]:
-    """Names of every model found in the search folders."""
-    names = {
-        p.stem
-        for d in model_dirs()
-        if d.is_dir()
-        for p in d.glob(f"*{MODEL_SUFFIX}")
-        if NAME_PATTERN.fullmatch(p.stem)
-    }
+    """Names of every flow model found in the search folders (safetensors files with a
+    model config: the predictive coder's priors, stored beside them, have none)."""
+    names = set()
+    for d in model_dirs():
+        for p in sorted(d.glob(f"*{MODEL_SUFFIX}")) if d.is_dir() else []:
+            if NAME_PATTERN.fullmatch(p.stem) and _is_model(p):
+                names.add(p.stem)
     return sorted(names)
+
+
+def _is_model(path: Path) -> bool:
+    try:
+        read_config(path)
+    except ModelError:
+        return False
+    return True
 
 
 def default_model_name(channels: int) -> str:

@@ -542,6 +542,22 @@ def test_models_lists_defaults(tiny_models):
     assert "tiny-rgb  (default for 3 channel(s))" in lines
     assert "tiny-gray  (default for 1 channel(s))" in lines
     assert "tiny-rgb-other" in lines
+    # the shipped prior is listed as what it is, not as a flow model
+    assert "prior-1  (learned prior 1 of the predictive coder, default)" in lines
+    assert "prior-1" not in lines
+
+
+def test_priors_beside_the_models_are_not_flow_models(tiny_model_dir, monkeypatch):
+    from idfcompress.flow import store
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "prior-1.safetensors"
+    (tiny_model_dir / "prior-1.safetensors").write_bytes(shipped.read_bytes())
+    monkeypatch.setenv(store.MODELS_ENV, str(tiny_model_dir))
+    try:
+        names = store.available_models()
+    finally:
+        (tiny_model_dir / "prior-1.safetensors").unlink()
+    assert "tiny-rgb" in names and "prior-1" not in names
 
 
 # ----------------------------------------------------------------------------- usage, help, version

@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import smooth_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -89,3 +90,28 @@ def test_bad_filters_and_streams_of_the_wrong_size_are_corrupt(payload):
     with pytest.raises(CorruptFile):
         regions.decode_regions(payload, [(2, 3, 2)])
     regions.decode_regions(b"\x01" + regions.compress(bytes(12)), [(2, 3, 2)])  # the right size
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([(5, 7, 1), (9, 4, 3), (6, 6, 4)]))
+def test_any_learned_payload_decodes_or_is_refused(body, shape):
+    """Filter 3 with the shipped prior and any bytes after it (packing mask, sets, tables,
+    stream): a region of the right shape, or an IdfError, never anything else."""
+    from idfcompress.errors import IdfError
+
+    try:
+        out = regions.decode_regions(b"\x03\x01" + body, [shape])
+    except IdfError:
+        return
+    assert len(out) == 1 and out[0].shape == shape and out[0].dtype == np.uint8
+
+
+def test_a_packed_learned_payload_survives_every_truncation(rng):
+    from idfcompress.errors import IdfError
+
+    region = smooth_image(rng, 32, 24, 3) // 6 * 6
+    payload = regions.encode_regions([region])
+    assert payload[0] == regions.LEARNED and payload[2]  # packed
+    for cut in range(len(payload)):
+        with pytest.raises(IdfError):
+            regions.decode_regions(payload[:cut], [region.shape])

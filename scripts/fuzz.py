@@ -67,12 +67,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import constriction  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from idfcompress.codec import decoder, encoder  # noqa: E402
-from idfcompress.entropy import ans, tables  # noqa: E402
+from idfcompress.entropy import ans, rans, tables  # noqa: E402
 from idfcompress.errors import IdfError, ModelError  # noqa: E402
 from idfcompress.flow import (  # noqa: E402
     loading,
@@ -522,15 +521,17 @@ def zeros_stream(count: int, log_scale: int) -> bytes:
     log-scale index ``log_scale``: what every step of a predictive region of zeros pops
     (one table and no escapes, so the steps' segments simply follow each other)."""
     ids, offsets = tables.grid_ids(np.zeros(1, np.int64), np.array([log_scale]))
-    coder = constriction.stream.stack.AnsCoder()
-    model = _grid().model(int(ids[0]))
-    piece = np.full(min(count, 1 << 20), -int(offsets[0]), dtype=np.int32)
+    coder = rans.Encoder()
+    cdf, starts, _ = _grid().cumulative()
+    at = int(starts[ids[0]]) - int(offsets[0])  # the bin of value 0
+    size = min(count, 1 << 20)
+    cum, prob = np.full(size, cdf[at]), np.full(size, cdf[at + 1] - cdf[at])
     left = count
     while left:  # pushed a piece at a time, so that a bomb is made in little memory
-        k = min(left, piece.size)
-        coder.encode_reverse(piece[:k], model)
+        k = min(left, size)
+        coder.push(cum[:k], prob[:k])
         left -= k
-    return coder.get_compressed().astype("<u4").tobytes()
+    return coder.words().astype("<u4").tobytes()
 
 
 def zeros_payload(shapes: list[tuple[int, int, int]], how: str) -> bytes:

@@ -5,7 +5,7 @@ SHA-256.
 decoding (``codec.progressive``) use: it checks the header and chunk table once, decodes
 the region and margin chunks of a plane group, and hands out the flow's batch decoders,
 which decode one stage at a time. torch is imported only for plane groups that hold flow
-chunks: a file made by the default encoder decodes with numpy and constriction alone.
+chunks: a file made by the default encoder decodes with numpy and numba alone.
 """
 
 from __future__ import annotations

@@ -1,2 +1,3 @@
-"""Entropy coding: quantised probability tables (``tables``) and the ANS coder over
-constriction (``ans``). It knows integers and distributions, not pixels or networks."""
+"""Entropy coding: quantised probability tables (``tables``) and the ANS coder
+(``ans``, over ``rans``, a compiled stack coder that writes constriction's streams). It
+knows integers and distributions, not pixels or networks."""

@@ -12,19 +12,22 @@ Layout of the ANS stream, in the order the decoder pops it:
 3. for each escaped position in ascending flat index, the ``L`` bits of ``u + 1`` below its
    leading one, in chunks of at most 16 bits (least significant chunk first).
 
-The payload is the ANS coder's uint32 words as little-endian bytes.
+The payload is the ANS coder's uint32 words as little-endian bytes: constriction's
+``AnsCoder`` with 24-bit probabilities, each table's weights as :func:`tables.quantize_weights`
+gives them (cumulated in bin order) and the uniform models exact powers of two. ``rans``
+codes it, one compiled call per segment; the bytes are constriction's
+(tests/entropy/test_rans.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import constriction
 import numpy as np
 
 from ..errors import CorruptFile
-from .tables import MAX_TABLE_SIZE, quantize_weights
+from . import rans
+from .tables import MAX_TABLE_SIZE, PROB_TOTAL, quantize_weights
 
 __all__ = [
     "MAX_ABS_VALUE",
@@ -44,10 +47,7 @@ _MAX_LENGTH = 61  # largest overflow bit length an encoder can produce (u + 1 <=
 _CHUNK_BITS = 16
 PIECE_VALUES = 1 << 16  # values of the segments one push of encode_segments works on
 
-_model = constriction.stream.model
-_AnsCoder = constriction.stream.stack.AnsCoder
-_LENGTH_MODEL = _model.Uniform(64)
-_CHUNK_FAMILY = _model.Uniform()
+_LENGTH_BITS = 6  # overflow lengths are uniform over 0 .. 63
 
 
 class TableSet:
@@ -63,7 +63,8 @@ class TableSet:
                 raise ValueError(f"table {i} must be finite, nonnegative and not all zero")
         self.sizes = np.array([t.size for t in self._tables], dtype=np.int64)
         self.sizes.setflags(write=False)
-        self._models: list[object | None] = [None] * len(self._tables)
+        self._cdf: np.ndarray | None = None
+        self._cdf_starts: np.ndarray | None = None
         self._flat: np.ndarray | None = None
         self._starts: np.ndarray | None = None
 
@@ -74,17 +75,27 @@ class TableSet:
         """The probability vector of one table, as given."""
         return self._tables[table_id]
 
-    def model(self, table_id: int) -> object:
-        """The constriction Categorical model of one table (built on first use, then cached)."""
-        m = self._models[table_id]
-        if m is None:
-            # Weights w >= 1 summing to 2**24; constriction's fast quantisation adds 1 to each
-            # entry of an unnormalised table whose sum is 2**24 - n, so passing w - 1 makes
-            # constriction use exactly the weights w (independent of float rounding).
-            w = quantize_weights(self._tables[table_id])
-            m = _model.Categorical(np.ascontiguousarray(w - 1, dtype=np.float64), perfect=False)
-            self._models[table_id] = m
-        return m
+    def weights(self, table_id: int) -> np.ndarray:
+        """The integer weights (>= 1, summing to 2**24) one table is coded with."""
+        cdf, starts, _ = self.cumulative()
+        start, size = int(starts[table_id]), int(self.sizes[table_id])
+        return np.diff(cdf[start : start + size + 1]).astype(np.int64)
+
+    def cumulative(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every table's cumulative weights, flattened (uint32; table t has ``size + 1``
+        entries from ``starts[t]``, 0 first and 2**24 last), the starts and the sizes
+        (built on first use, then kept: 4 bytes a bin, 10 MiB for the logistic grid)."""
+        if self._cdf is None:
+            starts = np.concatenate([[0], np.cumsum(self.sizes + 1)[:-1]]).astype(np.int64)
+            cdf = np.zeros(int((self.sizes + 1).sum()), dtype=np.uint32)
+            for table, start, size in zip(
+                self._tables, starts.tolist(), self.sizes.tolist(), strict=True
+            ):
+                np.cumsum(quantize_weights(table), out=cdf[start + 1 : start + 1 + size])
+            assert (cdf[starts + self.sizes] == PROB_TOTAL).all()
+            self._cdf, self._cdf_starts = cdf, starts
+        assert self._cdf_starts is not None
+        return self._cdf, self._cdf_starts, self.sizes
 
     def _flat_tables(self) -> tuple[np.ndarray, np.ndarray]:
         if self._flat is None:
@@ -176,7 +187,7 @@ def encode_segments(
     checked = [_check_segment(v, t, o, tables) for v, t, o in segments]
     if not any(segment[0].size for segment in checked):
         return b""
-    coder = _AnsCoder()
+    coder = rans.Encoder()
     # Pushed in reverse, a few segments at a time (the decoder pops segment after
     # segment): the working arrays hold one piece, not the whole payload.
     pieces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[]]
@@ -189,13 +200,13 @@ def encode_segments(
         size += segment[0].size
     for piece in reversed(pieces):
         _push_segments(coder, piece, tables)
-    return coder.get_compressed().astype("<u4").tobytes()
+    return coder.words().astype("<u4").tobytes()
 
 
 def _push_segments(
-    coder: Any, checked: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: TableSet
+    coder: rans.Encoder, checked: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: TableSet
 ) -> None:
-    """Pushes consecutive segments, the last first."""
+    """Pushes consecutive segments (the decoder pops them first to last)."""
     x, tid, off = (np.concatenate(parts) for parts in zip(*checked, strict=True))
     if x.size == 0:
         return
@@ -203,29 +214,31 @@ def _push_segments(
     segment = np.repeat(np.arange(counts.size), counts)
     b = x - off
     last = tables.sizes[tid] - 1
-    bins = np.clip(b, 0, last).astype(np.int32)
+    bins = np.clip(b, 0, last)
     escaped = (b <= 0) | (b >= last)
 
-    # Bins of each segment grouped by ascending table id, then its overflows.
+    # Each segment's bins grouped by ascending table id, then its overflows.
     order = np.lexsort((tid, segment))
-    sorted_bins, sorted_tid, sorted_segment = bins[order], tid[order], segment[order]
-    run_starts = np.flatnonzero(
-        np.diff(sorted_tid, prepend=-1) | np.diff(sorted_segment, prepend=-1)
-    )
-    run_ends = np.append(run_starts[1:], x.size)
-    first_run = np.searchsorted(sorted_segment[run_starts], np.arange(counts.size + 1)).tolist()
+    cdf, starts, _ = tables.cumulative()
+    at = starts[tid[order]] + bins[order]
+    cum, prob = cdf[at], cdf[at + 1] - cdf[at]
+    if not escaped.any():
+        coder.push(cum, prob)
+        return
+    cums, probs = [], []
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     has_escapes = np.bincount(segment[escaped], minlength=counts.size).tolist()
-    segment_starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
-    runs = list(
-        zip(run_starts.tolist(), run_ends.tolist(), sorted_tid[run_starts].tolist(), strict=True)
-    )
-    for k in range(counts.size - 1, -1, -1):
+    for k in range(counts.size):
+        lo, hi = bounds[k], bounds[k + 1]
+        cums.append(cum[lo:hi])
+        probs.append(prob[lo:hi])
         if has_escapes[k]:
-            lo, hi = segment_starts[k], segment_starts[k + 1]
             esc = np.flatnonzero(escaped[lo:hi]) + lo
-            _push_overflows(coder, b[esc], last[esc])
-        for start, stop, t in reversed(runs[first_run[k] : first_run[k + 1]]):
-            coder.encode_reverse(sorted_bins[start:stop], tables.model(t))
+            for values, bits in _overflows(b[esc], last[esc]):
+                shift = (rans.PRECISION - bits).astype(np.uint64)
+                cums.append(values.astype(np.uint64) << shift)
+                probs.append(np.uint64(1) << shift)
+    coder.push(np.concatenate(cums), np.concatenate(probs))
 
 
 def _check_segment(
@@ -245,17 +258,15 @@ def _check_segment(
     return x, tid, off
 
 
-def _push_overflows(coder: Any, b: np.ndarray, last: np.ndarray) -> None:
-    """Pushes the overflow lengths and chunks of escaped bins ``b`` (before their bins)."""
+def _overflows(b: np.ndarray, last: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The uniform values (and their bits) of escaped bins ``b``, in the order they are
+    popped: the lengths, then the chunks."""
     u = np.where(b <= 0, -b, b - last)
     v = u + 1
     lengths = _bit_length_minus_one(v)
     owner, shift, nbits = _chunk_layout(lengths)
-    if owner.size:
-        chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
-        sizes = (np.int64(1) << nbits).astype(np.int32)
-        coder.encode_reverse(chunks.astype(np.int32), _CHUNK_FAMILY, sizes)
-    coder.encode_reverse(lengths.astype(np.int32), _LENGTH_MODEL)
+    chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
+    return [(lengths, np.full(lengths.size, _LENGTH_BITS)), (chunks, nbits)]
 
 
 def decode(data: bytes, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet) -> np.ndarray:
@@ -285,24 +296,15 @@ class SegmentDecoder:
             raise CorruptFile("entropy-coded payload length is not a multiple of 4")
         self._tables = tables
         try:
-            self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except BaseException as e:  # constriction panics derive from BaseException
-            raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
+            self._coder = rans.Decoder(np.frombuffer(data, dtype="<u4"))
+        except ValueError:
+            raise CorruptFile("entropy-coded payload ends in a zero word") from None
 
     def decode(self, table_ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """The next segment's values (int64, shape of ``table_ids``)."""
         shape = np.shape(table_ids)
         tid, off = _check_args(table_ids, offsets, self._tables)
-        try:
-            x = _pop(self._coder, tid, off, self._tables)
-        except CorruptFile:
-            raise
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except BaseException as e:  # constriction panics derive from BaseException
-            raise CorruptFile(f"entropy-coded payload is corrupt ({type(e).__name__})") from e
+        x = _pop(self._coder, tid, off, self._tables)
         if x.size and np.abs(x).max() > MAX_ABS_VALUE:
             raise CorruptFile("entropy-coded payload decodes to out-of-range values")
         return x.reshape(shape)
@@ -313,39 +315,26 @@ class SegmentDecoder:
             raise CorruptFile("entropy-coded payload has data left after decoding")
 
 
-def _pop(coder: Any, tid: np.ndarray, off: np.ndarray, tables: TableSet) -> np.ndarray:
-    # Fixed before decoding so that corrupt data can't make them fail.
+def _pop(coder: rans.Decoder, tid: np.ndarray, off: np.ndarray, tables: TableSet) -> np.ndarray:
     sizes = tables.sizes
     if tid.size and (tid == tid[0]).all():  # one table (common in small segments): no sorting
-        bins = coder.decode(tables.model(int(tid[0])), tid.size).astype(np.int64)
+        bins = coder.tables(tid, *tables.cumulative())
     else:
-        order, present, ends = _group(tid, len(tables))
-        starts = np.zeros_like(ends)
-        starts[1:] = ends[:-1]
-        models = [tables.model(t) for t in present.tolist()]
-        sorted_bins = np.empty(tid.size, dtype=np.int32)
-        for m, s, e in zip(models, starts.tolist(), ends.tolist(), strict=True):
-            sorted_bins[s:e] = coder.decode(m, e - s)
+        order, _, _ = _group(tid, len(tables))
         bins = np.empty(tid.size, dtype=np.int64)
-        bins[order] = sorted_bins
+        bins[order] = coder.tables(tid[order], *tables.cumulative())
     last = sizes[tid] - 1
-    if ((bins < 0) | (bins > last)).any():
-        raise CorruptFile("entropy decoder produced an out-of-range bin")
-
     x = bins + off
     low_esc = bins == 0
     esc = np.flatnonzero(low_esc | (bins == last))
     if esc.size:
-        lengths = coder.decode(_LENGTH_MODEL, esc.size).astype(np.int64)
+        lengths = coder.uniform(np.full(esc.size, _LENGTH_BITS))
         if lengths.max() > _MAX_LENGTH:
             raise CorruptFile("entropy-coded overflow is too long")
         owner, shift, nbits = _chunk_layout(lengths)
         v = np.int64(1) << lengths
         if owner.size:
-            chunk_sizes = (np.int64(1) << nbits).astype(np.int32)
-            chunks = coder.decode(_CHUNK_FAMILY, chunk_sizes).astype(np.int64)
-            if np.any(chunks < 0) or np.any(chunks >= chunk_sizes):
-                raise CorruptFile("entropy decoder produced an out-of-range chunk")
+            chunks = coder.uniform(nbits)
             has = np.flatnonzero(lengths > 0)
             firsts = np.searchsorted(owner, has)
             v[has] |= np.bitwise_or.reduceat(chunks << shift, firsts)

@@ -3,7 +3,7 @@
 Every table is a 1-D float64 probability vector whose entries are exact multiples of
 ``2**-PROB_BITS`` (each at least one unit) that sum to exactly 1. Snapping to this grid makes
 the tables insensitive to last-bit differences of ``exp``/``log1p`` between machines and lets
-the entropy coder hand the exact integer weights to constriction.
+the entropy coder use the exact integer weights (constriction's format, ``rans``).
 
 Two families exist:
 
@@ -57,7 +57,7 @@ MEAN_LIMIT = float(2**20)
 
 PROB_BITS = 24
 PROB_TOTAL = 1 << PROB_BITS
-"""Tables are multiples of 1/PROB_TOTAL; constriction's default precision is the same."""
+"""Tables are multiples of 1/PROB_TOTAL, the ANS coder's precision (``rans.PRECISION``)."""
 
 MAX_TABLE_SIZE = 1 << 20
 

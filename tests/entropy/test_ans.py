@@ -1,4 +1,3 @@
-import constriction
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -142,36 +141,6 @@ def test_invalid_arguments_raise_value_error():
         E.TableSet([np.array([1.0])])
     with pytest.raises(ValueError):
         E.TableSet([np.array([1.0, np.nan])])
-
-
-def _probe_weights(model, n):
-    """The integer weights constriction actually uses, found by decoding chosen quantiles."""
-
-    def symbol_at(q):
-        coder = constriction.stream.stack.AnsCoder(np.array([q, 1], dtype=np.uint32))
-        return int(coder.decode(model, 1)[0])
-
-    cdf = [0]
-    for s in range(1, n):
-        lo, hi = 0, D.PROB_TOTAL
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if symbol_at(mid) >= s:
-                hi = mid
-            else:
-                lo = mid + 1
-        cdf.append(lo)
-    return np.diff(cdf + [D.PROB_TOTAL])
-
-
-def test_constriction_uses_exactly_our_weights():
-    rng = np.random.default_rng(3)
-    p = rng.dirichlet(np.full(30, 0.4))
-    p[4] = 0.0
-    tables = E.TableSet([p, D.logistic_tables()[777]])
-    assert np.array_equal(_probe_weights(tables.model(0), 30), D.quantize_weights(p))
-    t = tables.table(1)
-    assert np.array_equal(_probe_weights(tables.model(1), t.size), np.rint(t * D.PROB_TOTAL))
 
 
 def test_size_close_to_table_ideal():

@@ -118,19 +118,16 @@ def _predictive(regions: Sequence[np.ndarray], prior_id: int | None) -> tuple[by
     return start, coder.plan(packing.pack(regions, sets), prior.load_prior(prior_id))
 
 
-def default_prior() -> int | None:
-    """The prior new payloads are coded with (None: the rule, while none is shipped)."""
-    return prior.DEFAULT_PRIOR if prior.DEFAULT_PRIOR in prior.PRIORS else None
-
-
-def encode_regions(regions: Sequence[np.ndarray], prior_id: int | None = -1) -> bytes:
+def encode_regions(
+    regions: Sequence[np.ndarray], prior_id: int | None = prior.DEFAULT_PRIOR
+) -> bytes:
     """The smallest payload of ``regions``: unfiltered, delta-filtered or predictive (the
     last made only when its estimate is within ``RegionCoding.CLOSE`` of the others).
 
-    ``prior_id``: the learned prior to code with (-1: :func:`default_prior`; None: the
-    rule of format 7, to measure what the prior brings)."""
+    ``prior_id``: the learned prior to code with (None: the rule of format 7, to measure
+    what the prior brings)."""
     candidates = [_payload(f, data) for f, data in _filtered(regions).items()]
-    start, plan = _predictive(regions, default_prior() if prior_id == -1 else prior_id)
+    start, plan = _predictive(regions, prior_id)
     if plan.size <= RegionCoding.CLOSE * min(map(len, candidates)):
         candidates.append(start + plan.payload())
     return min(candidates, key=len)
@@ -145,12 +142,12 @@ class RegionCoding:
 
     CLOSE = 1.1  # at 1.0, artificial.png (synthetic, mostly raw cores) grew 0.6 %
 
-    def __init__(self, regions: Sequence[np.ndarray], prior_id: int | None = -1):
+    def __init__(
+        self, regions: Sequence[np.ndarray], prior_id: int | None = prior.DEFAULT_PRIOR
+    ) -> None:
         """``prior_id`` as for :func:`encode_regions`."""
         sizes = {f: (len(zlib.compress(data, 6)), data) for f, data in _filtered(regions).items()}
-        self._start, self._plan = _predictive(
-            regions, default_prior() if prior_id == -1 else prior_id
-        )
+        self._start, self._plan = _predictive(regions, prior_id)
         best = min(self._plan.size, *(size for size, _ in sizes.values()))
         self.size = 1 + best
         self._predictive = self._plan.size <= self.CLOSE * best

@@ -68,12 +68,11 @@ def samples(paths: list[Path], per_plane: int, grey_share: float, seed: int) -> 
 
 
 class Net(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, hidden: int = prior.HIDDEN) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            [nn.Linear(prior.FEATURES, prior.HIDDEN), nn.Linear(prior.HIDDEN, prior.HIDDEN),
-             nn.Linear(prior.HIDDEN, 2)]
-        )  # fmt: skip
+            [nn.Linear(prior.FEATURES, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 2)]
+        )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         h = f / INPUT_SCALE
@@ -139,6 +138,9 @@ def main() -> None:
                         help="checkpoint and sample cache (samples.npz) of this run")
     parser.add_argument("--train", type=Path, default=DATA / "train", help="training images")
     parser.add_argument("--val", type=Path, default=DATA / "val", help="validation images")
+    parser.add_argument("--hidden", type=int, default=prior.HIDDEN,
+                        help="hidden width; other than the format's "
+                        f"{prior.HIDDEN} it is a float probe: curve only, no prior written")
     args = parser.parse_args()
     torch.manual_seed(0)
     args.run.mkdir(parents=True, exist_ok=True)
@@ -156,7 +158,7 @@ def main() -> None:
           f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
     tf, tc = torch.from_numpy(data["tf"]), torch.from_numpy(data["tc"])
     vf, vc = torch.from_numpy(data["vf"]), torch.from_numpy(data["vc"])
-    net = Net()
+    net = Net(args.hidden)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     state = {"steps": 0, "seconds": 0.0, "curve": []}
     checkpoint = args.run / "checkpoint.pt"
@@ -196,6 +198,9 @@ def main() -> None:
     state["seconds"] += time.monotonic() - begin
     begin = time.monotonic()
     _save(checkpoint, net, opt, state, begin)
+    if args.hidden != prior.HIDDEN:  # a float probe: the format has no prior of this width
+        (args.run / "curve.json").write_text(json.dumps(state["curve"]) + "\n")
+        return
     p = to_prior(net)
     with torch.no_grad():
         float_val = float(bits(net, vf, vc).mean())

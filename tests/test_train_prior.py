@@ -50,3 +50,17 @@ def test_training_writes_a_loadable_prior_and_resumes(tmp_path, rng):
     # at learning rate 0 the continued prior is exactly the one it started from
     after, before = prior.load_file(weights).tensors(), prior.load_file(start).tensors()
     assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_a_probe_of_another_width_writes_its_curve_and_no_prior(tmp_path, rng):
+    for folder in ("train", "val"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(smooth_image(rng, 64, 64, 3)).save(tmp_path / folder / "0.png")
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--minutes", "0.03", "--hidden", "8",
+         "--run", str(tmp_path / "run"), "--train", str(tmp_path / "train"),
+         "--val", str(tmp_path / "val"), "--out", str(tmp_path / "out" / "prior-w")],
+        check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert isinstance(json.loads((tmp_path / "run" / "curve.json").read_text()), list)
+    assert not (tmp_path / "out").exists()

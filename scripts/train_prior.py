@@ -95,8 +95,7 @@ def bits(net: Net, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def integer_bits(p: prior.Prior, f: np.ndarray, x: np.ndarray) -> float:
-    mean, scale = p.params(f.astype(np.float64))
-    mean = mean + f[:, 18].astype(np.int64)
+    mean, scale = p.logistic(f.astype(np.float64))
     scale = np.clip(scale, FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1)
     return prior.bits(x.astype(np.int64), mean, scale) / x.size
 

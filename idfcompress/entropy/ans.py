@@ -133,15 +133,11 @@ def _check_args(
     return tid, off
 
 
-def _group(tid: np.ndarray, num_tables: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable order by table id, the ids present (ascending) and their group boundaries."""
+def _by_table(tid: np.ndarray, num_tables: int) -> np.ndarray:
+    """The stable order of symbols by table id (the order a segment's bins are coded in)."""
     # A stable sort of 16-bit keys is a radix sort in numpy: much faster than int64 keys.
     key = tid.astype(np.int16) if num_tables <= np.iinfo(np.int16).max else tid
-    order = np.argsort(key, kind="stable")
-    counts = np.bincount(tid, minlength=num_tables)
-    present = np.flatnonzero(counts)
-    ends = np.cumsum(counts[present])
-    return order, present, ends
+    return np.argsort(key, kind="stable")
 
 
 def _bit_length_minus_one(v: np.ndarray) -> np.ndarray:
@@ -320,7 +316,7 @@ def _pop(coder: rans.Decoder, tid: np.ndarray, off: np.ndarray, tables: TableSet
     if tid.size and (tid == tid[0]).all():  # one table (common in small segments): no sorting
         bins = coder.tables(tid, *tables.cumulative())
     else:
-        order, _, _ = _group(tid, len(tables))
+        order = _by_table(tid, len(tables))
         bins = np.empty(tid.size, dtype=np.int64)
         bins[order] = coder.tables(tid[order], *tables.cumulative())
     last = sizes[tid] - 1

@@ -195,8 +195,7 @@ def _learned(net: prior.Prior, planes: list[Analysis]):
     bits = 0.0
     for i, p in enumerate(planes):
         assert p.features is not None
-        mean, scale = net.params(p.features)
-        mean = mean + p.features[:, 18].astype(np.int64)  # relative to the rounded prediction
+        mean, scale = net.logistic(p.features)
         for k in np.unique(p.contexts).tolist():
             sel = p.contexts == k
             dm, dl, fit_bits = prior.fit_shifts(p.coded[sel], mean[sel], scale[sel])
@@ -209,12 +208,11 @@ def _learned(net: prior.Prior, planes: list[Analysis]):
 @dataclass
 class Analysis:
     """One plane of a region as the coder sees it, every array in raster order: the coded
-    values (value minus rounded prediction), their contexts, the prediction (sixteenths)
-    and, when asked for, the learned prior's :func:`prior.features`."""
+    values (value minus rounded prediction), their contexts and, when asked for, the
+    learned prior's :func:`prior.features`."""
 
     coded: np.ndarray
     contexts: np.ndarray
-    prediction: np.ndarray
     features: np.ndarray | None
 
 
@@ -267,7 +265,7 @@ def analyse(
             )
         contexts = _context(near, nbr, errors16, earlier)
         earlier = earlier + errors16[1:]
-        out.append(Analysis(plane - ((prediction + 8) >> 4), contexts, prediction, feats))
+        out.append(Analysis(plane - ((prediction + 8) >> 4), contexts, feats))
     return out, chosen
 
 
@@ -448,8 +446,7 @@ def _decode_region(
                 near, predictors, prediction, errors16[nbr.T],
                 signed[first] * later, signed[before] * later, below, kind[plane],
             )  # fmt: skip
-            mean, scale = learned.params(feats)
-            mean += feats[:, 18].astype(np.int64)
+            mean, scale = learned.logistic(feats)
             table, offset = grid_ids(*prior.adapted(mean, scale, *shifts[context].T))
         value = ((prediction + 8) >> 4) + decoder.decode(table, offset)
         if ((16 * value < low) | (16 * value > high)).any():

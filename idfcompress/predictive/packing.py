@@ -26,10 +26,8 @@ first) is set when value v occurs."""
 
 
 def _used(regions: Sequence[np.ndarray], channel: int) -> np.ndarray:
-    used = np.zeros(256, dtype=bool)
-    for region in regions:
-        used[np.unique(region[..., channel])] = True
-    return used
+    counts = sum(np.bincount(r[..., channel].ravel(), minlength=256) for r in regions)
+    return np.asarray(counts) > 0
 
 
 def _mean_step(regions: Sequence[np.ndarray], channel: int, lut: np.ndarray | None) -> float:

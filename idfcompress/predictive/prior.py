@@ -25,13 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..entropy.tables import (
-    FIT_MIN_LOGSCALE,
-    HALF_WIDTHS,
-    LOGSCALE_COUNT,
-    MEAN_STEPS,
-    logistic_tables,
-)
+from ..entropy.tables import FIT_MIN_LOGSCALE, LOGSCALE_COUNT, grid_ids, logistic_tables
 from ..errors import ModelError
 
 __all__ = [
@@ -144,6 +138,12 @@ class Prior:
         mean = np.clip(h[:, 0], -MEAN_REACH, MEAN_REACH).astype(np.int64)
         return mean, h[:, 1].astype(np.int64) + LOGSCALE_CENTRE
 
+    def logistic(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean (sixteenths, relative to the rounded prediction: :meth:`params` plus the
+        prediction's fraction, feature 18) and log-scale index that code each value."""
+        mean, scale = self.params(feats)
+        return mean + feats[:, 18].astype(np.int64), scale
+
     def tensors(self) -> dict[str, np.ndarray]:
         """The arrays a weight file stores (int32, C order: safetensors writes the buffer
         as it lies, so a transposed array would come back scrambled)."""
@@ -254,9 +254,8 @@ def bits(coded: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
     """Estimated bits of integer values under grid logistics of mean ``mean`` (sixteenths)
     and log-scale index ``scale`` (values past a table's end cost as at its edge + 8)."""
     flat, starts, sizes = _costs()
-    k = mean // MEAN_STEPS
-    table = scale * MEAN_STEPS + (mean - k * MEAN_STEPS)
-    at = coded - k + HALF_WIDTHS[scale]
+    table, offset = grid_ids(mean, scale)
+    at = coded - offset
     inside = np.clip(at, 0, sizes[table] - 1)
     return float(flat[starts[table] + inside].sum() + 8.0 * np.count_nonzero(at != inside))
 

@@ -27,6 +27,7 @@ _LAZY = {
     "decompress_image": "api",
     "decompress_pixels": "api",
     "info": "api",
+    "set_threads": "api",
     "Stage": "codec.progressive",
     "decode_progressive": "codec.progressive",
 }
@@ -42,6 +43,7 @@ __all__ = [
     "decompress_image",
     "decompress_pixels",
     "info",
+    "set_threads",
 ]
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
         decompress_image,
         decompress_pixels,
         info,
+        set_threads,
     )
     from .codec.progressive import Stage, decode_progressive
 

@@ -12,6 +12,7 @@ from PIL import Image
 from .codec import decoder, encoder
 from .codec.decoder import MAX_PIXELS
 from .codec.encoder import DEFAULT_MODE, DEFAULT_TILE_SIZE, MODES, EncodeStats, Progress
+from .codec.threads import set_threads
 from .errors import ImageTooLarge, VerificationFailed
 from .format import container
 from .format.layout import MARGIN_KIND, REGION_KIND, TOP_LOGISTIC, is_flow_kind
@@ -32,6 +33,7 @@ __all__ = [
     "info",
     "read_image",
     "read_source",
+    "set_threads",
 ]
 
 ImageLike = np.ndarray | Image.Image | PixelImage | str | os.PathLike

@@ -382,10 +382,14 @@ def select_codecs(codecs: list[Codec], patterns: str | None) -> list[Codec]:
 
 
 def set_threads(threads: int) -> None:
-    """Thread count for torch (idfc); the imagecodecs codecs receive it as numthreads."""
+    """Thread count for idfc's tiles and torch; the imagecodecs codecs receive it as
+    numthreads."""
     import torch
 
+    from idfcompress import set_threads as set_tile_threads
+
     torch.set_num_threads(threads)
+    set_tile_threads(threads)
 
 
 # --------------------------------------------------------------------------- measuring

@@ -36,9 +36,9 @@ threads_option = click.option(
     "-T",
     "--threads",
     type=click.IntRange(1, 1024),
-    help="CPU threads for the networks, in each process [default: PyTorch's, usually the core "
-    "count; with -j, each process's share of the cores]. Files and images are identical "
-    "whatever the count (exact integer arithmetic, docs/FORMAT.md).",
+    help="CPU threads for each image (tiles coded side by side, and the networks) [default: "
+    "the core count; with -j, each process's share of the cores]. Files and images are "
+    "identical whatever the count (exact integer arithmetic, docs/FORMAT.md).",
 )
 max_pixels_option = click.option(
     "--max-pixels",
@@ -89,8 +89,10 @@ def batch_options(function: Callable) -> Callable:
 
 def _threads(threads: int | None) -> None:
     if threads:
+        from ..api import set_threads as set_tile_threads
         from ..flow.coding import set_threads
 
+        set_tile_threads(threads)
         set_threads(threads)
 
 

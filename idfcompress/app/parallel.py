@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import click
 
+from ..api import set_threads as set_tile_threads
 from .files import STDIO, is_url
 from .jobs import Outcome, Settings, Task, run_task
 
@@ -159,6 +160,7 @@ def worker_start(threads: int, parent: int) -> None:
     """Set up a local worker process: its share of the cores for the networks' threads,
     Ctrl-C handling, and an end when the parent ends."""
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read when (if) torch is imported
+    set_tile_threads(threads)
     signal.signal(signal.SIGINT, _worker_interrupted)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 

@@ -35,6 +35,7 @@ from ..imageio import CHANNELS, PixelImage
 from ..predictive import lattice
 from ..predictive.coder import VALUES_PER_BYTE, Work
 from ..predictive.regions import decode_regions
+from .threads import map_tiles
 
 if TYPE_CHECKING:
     from ..flow.coding import BatchDecoder
@@ -122,11 +123,10 @@ class Decoding:
         plane = self.plane(g, out)
         flow = self.flow(g) if self.uses_flow(g) else None
         side = flow.config.granularity if flow is not None else NO_CORES
-        flow_tiles = []
+        tiles = tiles_of(self.header.height, self.header.width, self.header.tile_size)
         try:
-            for tile in tiles_of(self.header.height, self.header.width, self.header.tile_size):
-                if self._region_tile(data, g, tile, plane, side):
-                    flow_tiles.append(tile)
+            cores = map_tiles(lambda tile: self._region_tile(data, g, tile, plane, side), tiles)
+            flow_tiles = [tile for tile, core in zip(tiles, cores, strict=True) if core]
         finally:
             lattice.release()  # the index tables never outlive the decoding
         if flow is None:

@@ -36,6 +36,7 @@ from ..format.layout import (
 from ..imageio import PixelImage
 from ..predictive import lattice
 from ..predictive.regions import RegionCoding, encode_regions
+from .threads import map_tiles
 
 if TYPE_CHECKING:
     from ..flow.loading import LoadedModel
@@ -186,20 +187,29 @@ class _GroupEncoder:
         self.out: list[container.Chunk] = []
 
     def chunks(self) -> list[container.Chunk]:
-        flow_tiles = []
-        for tile in self.tiles:
-            self.stats.tiles += 1
-            if not core_shape(tile, self.side)[0]:
-                self._add_margin(tile, self._margin(tile))
-                self.ticker.tick()
-            elif self.mode == "predictive":
-                self._add_region(tile, RegionCoding([tile_of(self.plane, tile)]).payload())
-                self.ticker.tick()
+        self.stats.tiles += len(self.tiles)
+        coreless = [tile for tile in self.tiles if not core_shape(tile, self.side)[0]]
+        by_region = coreless if self.mode != "predictive" else self.tiles
+        for tile, (kind, payload) in zip(
+            by_region, map_tiles(self._region, by_region), strict=True
+        ):
+            if kind == REGION_KIND:
+                self._add_region(tile, payload)
             else:
-                flow_tiles.append(tile)
+                self._add_margin(tile, payload)
+            self.ticker.tick()
+        done = {tile.index for tile in by_region}
+        flow_tiles = [tile for tile in self.tiles if tile.index not in done]
         if flow_tiles:
             self._flow_tiles(flow_tiles)
         return self.out
+
+    def _region(self, tile: Tile) -> tuple[int, bytes]:
+        """A tile coded without the flow (on a worker thread): its margin when it has no
+        core, else its region payload."""
+        if not core_shape(tile, self.side)[0]:
+            return MARGIN_KIND, self._margin(tile)
+        return REGION_KIND, RegionCoding([tile_of(self.plane, tile)]).payload()
 
     def _flow_tiles(self, flow_tiles: list[Tile]) -> None:
         from ..flow.coding import encode_batch

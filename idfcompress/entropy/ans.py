@@ -43,11 +43,7 @@ __all__ = [
 MAX_ABS_VALUE = 1 << 60
 """Values and offsets must lie in [-MAX_ABS_VALUE, MAX_ABS_VALUE]."""
 
-_MAX_LENGTH = 61  # largest overflow bit length an encoder can produce (u + 1 <= 2**61 + 1)
-_CHUNK_BITS = 16
 PIECE_VALUES = 1 << 16  # values of the segments one push of encode_segments works on
-
-_LENGTH_BITS = 6  # overflow lengths are uniform over 0 .. 63
 
 
 class TableSet:
@@ -133,13 +129,6 @@ def _check_args(
     return tid, off
 
 
-def _by_table(tid: np.ndarray, num_tables: int) -> np.ndarray:
-    """The stable order of symbols by table id (the order a segment's bins are coded in)."""
-    # A stable sort of 16-bit keys is a radix sort in numpy: much faster than int64 keys.
-    key = tid.astype(np.int16) if num_tables <= np.iinfo(np.int16).max else tid
-    return np.argsort(key, kind="stable")
-
-
 def _bit_length_minus_one(v: np.ndarray) -> np.ndarray:
     """floor(log2(v)) for int64 v >= 1, exact."""
     est = np.floor(np.log2(v.astype(np.float64))).astype(np.int64)
@@ -150,12 +139,12 @@ def _bit_length_minus_one(v: np.ndarray) -> np.ndarray:
 
 def _chunk_layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each chunk: index of its escape, bit shift and bit count (chunks with >= 1 bit)."""
-    nchunks = (lengths + (_CHUNK_BITS - 1)) // _CHUNK_BITS
+    nchunks = (lengths + (rans.CHUNK_BITS - 1)) // rans.CHUNK_BITS
     owner = np.repeat(np.arange(lengths.size), nchunks)
     first = np.cumsum(nchunks) - nchunks
     j = np.arange(owner.size) - first[owner]
-    shift = _CHUNK_BITS * j
-    nbits = np.minimum(_CHUNK_BITS, lengths[owner] - shift)
+    shift = rans.CHUNK_BITS * j
+    nbits = np.minimum(rans.CHUNK_BITS, lengths[owner] - shift)
     return owner, shift, nbits
 
 
@@ -262,7 +251,7 @@ def _overflows(b: np.ndarray, last: np.ndarray) -> list[tuple[np.ndarray, np.nda
     lengths = _bit_length_minus_one(v)
     owner, shift, nbits = _chunk_layout(lengths)
     chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
-    return [(lengths, np.full(lengths.size, _LENGTH_BITS)), (chunks, nbits)]
+    return [(lengths, np.full(lengths.size, rans.LENGTH_BITS)), (chunks, nbits)]
 
 
 def decode(data: bytes, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet) -> np.ndarray:
@@ -284,7 +273,8 @@ class SegmentDecoder:
     ids and offsets the caller may derive from the segments before it.
 
     ``decode`` raises CorruptFile when the payload cannot be decoded (ValueError on invalid
-    arguments); ``finish`` when data is left after the last segment."""
+    arguments); ``finish`` when data is left after the last segment. ``coder`` is the
+    underlying :class:`rans.Decoder`, for compiled callers that pop segments themselves."""
 
     def __init__(self, data: bytes, tables: TableSet) -> None:
         data = bytes(data)
@@ -292,7 +282,7 @@ class SegmentDecoder:
             raise CorruptFile("entropy-coded payload length is not a multiple of 4")
         self._tables = tables
         try:
-            self._coder = rans.Decoder(np.frombuffer(data, dtype="<u4"))
+            self.coder = rans.Decoder(np.frombuffer(data, dtype="<u4"))
         except ValueError:
             raise CorruptFile("entropy-coded payload ends in a zero word") from None
 
@@ -300,43 +290,17 @@ class SegmentDecoder:
         """The next segment's values (int64, shape of ``table_ids``)."""
         shape = np.shape(table_ids)
         tid, off = _check_args(table_ids, offsets, self._tables)
-        x = _pop(self._coder, tid, off, self._tables)
+        x = self.coder.segment(tid, off, *self._tables.cumulative())
+        if x is None:
+            raise CorruptFile("entropy-coded overflow is too long")
         if x.size and np.abs(x).max() > MAX_ABS_VALUE:
             raise CorruptFile("entropy-coded payload decodes to out-of-range values")
         return x.reshape(shape)
 
     def finish(self) -> None:
         """Checks that the payload held nothing after the segments decoded."""
-        if not self._coder.is_empty():
+        if not self.coder.is_empty():
             raise CorruptFile("entropy-coded payload has data left after decoding")
-
-
-def _pop(coder: rans.Decoder, tid: np.ndarray, off: np.ndarray, tables: TableSet) -> np.ndarray:
-    sizes = tables.sizes
-    if tid.size and (tid == tid[0]).all():  # one table (common in small segments): no sorting
-        bins = coder.tables(tid, *tables.cumulative())
-    else:
-        order = _by_table(tid, len(tables))
-        bins = np.empty(tid.size, dtype=np.int64)
-        bins[order] = coder.tables(tid[order], *tables.cumulative())
-    last = sizes[tid] - 1
-    x = bins + off
-    low_esc = bins == 0
-    esc = np.flatnonzero(low_esc | (bins == last))
-    if esc.size:
-        lengths = coder.uniform(np.full(esc.size, _LENGTH_BITS))
-        if lengths.max() > _MAX_LENGTH:
-            raise CorruptFile("entropy-coded overflow is too long")
-        owner, shift, nbits = _chunk_layout(lengths)
-        v = np.int64(1) << lengths
-        if owner.size:
-            chunks = coder.uniform(nbits)
-            has = np.flatnonzero(lengths > 0)
-            firsts = np.searchsorted(owner, has)
-            v[has] |= np.bitwise_or.reduceat(chunks << shift, firsts)
-        u = v - 1
-        x[esc] = np.where(low_esc[esc], x[esc] - u, x[esc] + u)
-    return x
 
 
 def ideal_bits_of_tables(

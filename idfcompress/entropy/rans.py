@@ -17,7 +17,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["Decoder", "Encoder", "PRECISION"]
+__all__ = [
+    "CHUNK_BITS",
+    "LENGTH_BITS",
+    "MAX_LENGTH",
+    "PRECISION",
+    "Decoder",
+    "Encoder",
+    "pop_segment",
+]
 
 PRECISION = 24
 _MASK = np.uint64((1 << PRECISION) - 1)
@@ -26,6 +34,13 @@ _WORD = np.uint64(32)
 _LOW = np.uint64(0xFFFFFFFF)
 _REFILL = np.uint64(1 << 32)
 _P = np.uint64(PRECISION)
+
+LENGTH_BITS = 6
+"""An escaped value's overflow length is a uniform over 0 .. 63."""
+MAX_LENGTH = 61
+"""The longest overflow length an encoder writes (``u + 1 <= 2**61 + 1``)."""
+CHUNK_BITS = 16
+"""An overflow's bits are coded in uniforms of at most this many bits."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -42,49 +57,84 @@ def _push(cum: np.ndarray, prob: np.ndarray, state: np.uint64, out: np.ndarray):
     return state, n
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pop_bin(cdf: np.ndarray, base: int, size: int, state: np.uint64, words: np.ndarray, pos: int):
+    """Pops one bin of the table whose ``size + 1`` cumulative weights start at
+    ``cdf[base]``; returns it, the state and the position."""
+    q = state & _MASK
+    lo, hi = 0, size  # the bin j with cdf[j] <= q < cdf[j + 1]
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if cdf[base + mid] <= q:
+            lo = mid
+        else:
+            hi = mid
+    left = cdf[base + lo]
+    state = (state >> _P) * (cdf[base + lo + 1] - left) + (q - left)
+    if state < _REFILL and pos > 0:
+        pos -= 1
+        state = (state << _WORD) | words[pos]
+    return lo, state, pos
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pop_bits(bits: int, state: np.uint64, words: np.ndarray, pos: int):
+    """Pops one ``bits``-bit value (a uniform over ``2**bits``, bits <= 24)."""
+    shift = _P - np.uint64(bits)
+    q = state & _MASK
+    s = q >> shift
+    state = (state >> _P) * (np.uint64(1) << shift) + (q - (s << shift))
+    if state < _REFILL and pos > 0:
+        pos -= 1
+        state = (state << _WORD) | words[pos]
+    return s, state, pos
+
+
 @numba.njit(cache=True, nogil=True)
-def _pop_tables(
-    tables: np.ndarray, cdf: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
-    state: np.uint64, words: np.ndarray, pos: int,
+def pop_segment(
+    tid: np.ndarray, off: np.ndarray, cdf: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+    state: np.uint64, words: np.ndarray, pos: int, out: np.ndarray,
 ):  # fmt: skip
-    """Pops one bin per entry of ``tables`` (table ids) with the tables' cumulative weights
-    ``cdf`` (table t's ``size + 1`` entries from ``starts[t]``, 0 first, 2**24 last)."""
-    out = np.empty(tables.size, dtype=np.int64)
-    for i in range(tables.size):
-        t = tables[i]
-        base = starts[t]
-        q = state & _MASK
-        lo, hi = 0, sizes[t]  # the bin j with cdf[j] <= q < cdf[j + 1]
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            if cdf[base + mid] <= q:
-                lo = mid
-            else:
-                hi = mid
-        left = cdf[base + lo]
-        state = (state >> _P) * (cdf[base + lo + 1] - left) + (q - left)
-        if state < _REFILL and pos > 0:
-            pos -= 1
-            state = (state << _WORD) | words[pos]
-        out[i] = lo
-    return out, state, pos
-
-
-@numba.njit(cache=True, nogil=True)
-def _pop_uniform(bits: np.ndarray, state: np.uint64, words: np.ndarray, pos: int):
-    """Pops one value of ``bits[i]`` bits (a uniform over ``2**bits[i]``, bits <= 24) each."""
-    out = np.empty(bits.size, dtype=np.int64)
-    for i in range(bits.size):
-        shift = _P - np.uint64(bits[i])
-        q = state & _MASK
-        s = q >> shift
-        left = s << shift
-        state = (state >> _P) * (np.uint64(1) << shift) + (q - left)
-        if state < _REFILL and pos > 0:
-            pos -= 1
-            state = (state << _WORD) | words[pos]
-        out[i] = s
-    return out, state, pos
+    """Pops one segment laid out as ``ans`` lays it out (its bins table by table in
+    ascending id, then its escapes' overflow lengths, then their chunks) into ``out``: the
+    value of each entry of ``tid`` (table ids) and ``off`` (offsets), under the tables'
+    cumulative weights ``cdf`` (table t's ``size + 1`` entries from ``starts[t]``). Returns
+    the state, the position and whether an overflow was too long to be an encoder's."""
+    n = tid.size
+    order = np.argsort(tid, kind="mergesort")  # stable
+    escapes = 0
+    for i in range(n):
+        j = order[i]
+        t = tid[j]
+        b, state, pos = _pop_bin(cdf, starts[t], sizes[t], state, words, pos)
+        out[j] = b
+        if b == 0 or b == sizes[t] - 1:
+            escapes += 1
+    if escapes == 0:
+        for j in range(n):
+            out[j] += off[j]
+        return state, pos, False
+    lengths = np.empty(escapes, dtype=np.int64)
+    for e in range(escapes):
+        length, state, pos = _pop_bits(LENGTH_BITS, state, words, pos)
+        if length > MAX_LENGTH:
+            return state, pos, True
+        lengths[e] = length
+    e = 0
+    for j in range(n):
+        b = out[j]
+        last = sizes[tid[j]] - 1
+        x = b + off[j]
+        if b == 0 or b == last:
+            length = lengths[e]
+            e += 1
+            v = np.int64(1) << length
+            for shift in range(0, length, CHUNK_BITS):
+                chunk, state, pos = _pop_bits(min(CHUNK_BITS, length - shift), state, words, pos)
+                v |= np.int64(chunk) << shift
+            x = x - (v - 1) if b == 0 else x + (v - 1)
+        out[j] = x
+    return state, pos, False
 
 
 class Encoder:
@@ -108,44 +158,43 @@ class Encoder:
         """The payload as uint32 words."""
         state = int(self._state)
         tail = [(state >> s) & 0xFFFFFFFF for s in range(0, state.bit_length(), 32)]
-        return np.concatenate([*self._spilled, np.array(tail, dtype=np.uint64)]).astype(
-            np.uint32
-        )
+        return np.concatenate([*self._spilled, np.array(tail, dtype=np.uint64)]).astype(np.uint32)
 
 
 class Decoder:
-    """Pops symbols of an :class:`Encoder` payload, in the order they were given."""
+    """Pops symbols of an :class:`Encoder` payload, in the order they were given.
+
+    ``words`` (uint64), ``state`` and ``pos`` (the next word to read is ``words[pos - 1]``)
+    are public so that a compiled caller may pop with :func:`pop_segment` and hand them
+    back."""
 
     def __init__(self, words: np.ndarray) -> None:
         """``ValueError`` for a payload whose last word is zero (no encoder writes one)."""
-        self._words = np.ascontiguousarray(words, dtype=np.uint64)
-        pos = self._words.size
+        self.words = np.ascontiguousarray(words, dtype=np.uint64)
+        pos = self.words.size
         state = 0
         if pos:
-            if self._words[-1] == 0:
+            if self.words[-1] == 0:
                 raise ValueError("payload ends in a zero word")
             while pos and state < 1 << 32:
                 pos -= 1
-                state = (state << 32) | int(self._words[pos])
-        self._state = np.uint64(state)
-        self._pos = pos
+                state = (state << 32) | int(self.words[pos])
+        self.state = np.uint64(state)
+        self.pos = pos
 
-    def tables(self, ids: np.ndarray, cdf: np.ndarray, starts: np.ndarray, sizes: np.ndarray):
-        """One bin per table id in ``ids`` (int64), under the tables' cumulative weights."""
-        out, state, self._pos = _pop_tables(
-            ids, cdf, starts, sizes, self._state, self._words, self._pos
+    def segment(
+        self, tid: np.ndarray, off: np.ndarray, cdf: np.ndarray, starts: np.ndarray,
+        sizes: np.ndarray,
+    ) -> np.ndarray | None:  # fmt: skip
+        """The values of one :func:`pop_segment` segment (int64), None when its overflows
+        cannot be an encoder's."""
+        out = np.empty(tid.size, dtype=np.int64)
+        state, self.pos, bad = pop_segment(
+            tid, off, cdf, starts, sizes, self.state, self.words, self.pos, out
         )
-        self._state = np.uint64(state)
-        return out
-
-    def uniform(self, bits: np.ndarray) -> np.ndarray:
-        """One ``bits[i]``-bit value per entry (uniform, each bits <= 24)."""
-        out, state, self._pos = _pop_uniform(
-            np.ascontiguousarray(bits, dtype=np.int64), self._state, self._words, self._pos
-        )
-        self._state = np.uint64(state)
-        return out
+        self.state = np.uint64(state)
+        return None if bad else out
 
     def is_empty(self) -> bool:
         """Whether nothing is left to pop (the state back at 0, every word read)."""
-        return int(self._state) == 0 and self._pos == 0
+        return int(self.state) == 0 and self.pos == 0

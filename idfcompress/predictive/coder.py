@@ -23,24 +23,34 @@ memory and time follow what the file can justify (docs/RELIABILITY.md, "Budget")
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..entropy import ans
-from ..entropy.tables import LOGSCALE_COUNT, MEAN_STEPS, fit_logistic, grid_ids, logistic_tables
+from ..entropy.tables import (
+    FIT_MIN_LOGSCALE,
+    HALF_WIDTHS,
+    LOGSCALE_COUNT,
+    MEAN_STEPS,
+    fit_logistic,
+    grid_ids,
+    logistic_tables,
+)
 from ..errors import CorruptFile, ImageTooLarge
-from . import prior
-from .lattice import BAND, neighbours, schedule, steps
+from . import kernel, prior
+from .lattice import BAND, neighbours, steps
 
 __all__ = ["BAND", "CONTEXTS", "VALUES_PER_BYTE", "Plan", "Work", "decode", "head_size", "plan"]
 
 THRESHOLDS = 16 * np.array([1, 2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 48, 64, 90, 128])
 """A pixel's context is the number of thresholds its error sum (sixteenths) reaches."""
 
-CONTEXTS = THRESHOLDS.size + 1
-"""Contexts per plane; each stores an i8 median and a u8 log-scale index."""
+CONTEXTS = prior.CONTEXTS
+"""Contexts per plane; each stores an i8 median and a u8 log-scale index (format 7) or two
+i8 shifts (format 8)."""
 
 PREDICTORS = 8
 GAIN_RANGE = 8
@@ -184,24 +194,16 @@ def _rule(coded: np.ndarray, contexts: np.ndarray):
     return table, (medians.ravel() * MEAN_STEPS)[pick], scales.ravel()[pick], bits
 
 
-def _learned(net: prior.Prior, planes: list[Analysis]):
+def _learned(planes: list[Analysis]):
     """Format 8: the prior's mean and log-scale per value, moved by shifts fitted per
     (plane, context); the (i8 mean shift, i8 log-scale shift) table, every value's mean and
     log-scale index, and the estimated bits."""
-    c = len(planes)
-    shifts = np.zeros((c, CONTEXTS, 2), dtype=np.int64)
-    means = np.zeros((c, planes[0].coded.size), dtype=np.int64)
-    scales = np.zeros_like(means)
-    bits = 0.0
-    for i, p in enumerate(planes):
-        assert p.features is not None
-        mean, scale = net.logistic(p.features)
-        for k in np.unique(p.contexts).tolist():
-            sel = p.contexts == k
-            dm, dl, fit_bits = prior.fit_shifts(p.coded[sel], mean[sel], scale[sel])
-            shifts[i, k] = dm, dl
-            means[i, sel], scales[i, sel] = prior.adapted(mean[sel], scale[sel], dm, dl)
-            bits += fit_bits
+    fits = []
+    for p in planes:
+        assert p.mean is not None and p.scale is not None
+        fits.append(prior.fit_shifts(p.coded, p.mean, p.scale, p.contexts))
+    shifts, means, scales = (np.stack(parts) for parts in list(zip(*fits, strict=True))[:3])
+    bits = sum(fit[3] for fit in fits)
     return shifts.astype(np.int8).view(np.uint8), means, scales, bits
 
 
@@ -209,18 +211,26 @@ def _learned(net: prior.Prior, planes: list[Analysis]):
 class Analysis:
     """One plane of a region as the coder sees it, every array in raster order: the coded
     values (value minus rounded prediction), their contexts and, when asked for, the
-    learned prior's :func:`prior.features`."""
+    learned prior's :func:`prior.features` and its logistic (mean relative to the rounded
+    prediction, log-scale index) of each value."""
 
     coded: np.ndarray
     contexts: np.ndarray
-    features: np.ndarray | None
+    features: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
 
 
 def analyse(
-    region: np.ndarray, *, gains: bool = True, with_features: bool = False
+    region: np.ndarray,
+    *,
+    gains: bool = True,
+    with_features: bool = False,
+    learned: prior.Prior | None = None,
 ) -> tuple[list[Analysis], np.ndarray]:
     """The coder's view of an (H, W, C) uint8 region, plane by plane, and the gains it
-    chose ((C - 1, 2) eighths; ``gains=False`` leaves them 0)."""
+    chose ((C - 1, 2) eighths; ``gains=False`` leaves them 0); with the features
+    (``with_features``) and the ``learned`` prior's logistics when asked."""
     h, w = _coded_shape(*region.shape[:2])
     c = region.shape[2]
     nbr = neighbours(h, w)
@@ -231,6 +241,7 @@ def analyse(
     signed_errors: list[np.ndarray] = []
     out = []
     kind = prior.kinds(c)
+    net = _network(learned) if learned is not None else None
     for i, plane in enumerate(_planes(region)):
         values = np.zeros(cells, dtype=np.int64)
         values[1:] = plane
@@ -250,22 +261,20 @@ def analyse(
         signed_errors.append(16 * plane - prediction)
         errors16 = np.zeros(cells, dtype=np.int64)
         errors16[1:] = np.abs(signed_errors[i])
-        feats = None
-        if with_features:
+        analysis = Analysis(plane - ((prediction + 8) >> 4), _context(near, nbr, errors16, earlier))
+        if with_features or net is not None:
             zero = np.zeros(h * w, dtype=np.int64)
-            feats = prior.features(
-                near,
-                predictors,
-                prediction,
-                errors16[nbr.T],
-                signed_errors[0] if i else zero,
-                signed_errors[i - 1] if i else zero,
+            inputs = (
+                near, predictors, prediction, errors16[nbr.T],
+                signed_errors[0] if i else zero, signed_errors[i - 1] if i else zero,
                 earlier,
-                np.full(h * w, kind[i]),
-            )
-        contexts = _context(near, nbr, errors16, earlier)
+            )  # fmt: skip
+            if with_features:
+                analysis.features = prior.features(*inputs, np.full(h * w, kind[i]))
+            if net is not None:
+                analysis.mean, analysis.scale = kernel.logistics(*inputs, int(kind[i]), *net)
         earlier = earlier + errors16[1:]
-        out.append(Analysis(plane - ((prediction + 8) >> 4), contexts, feats))
+        out.append(analysis)
     return out, chosen
 
 
@@ -298,13 +307,13 @@ class Plan:
         """Adds one region's head and segments; returns its estimated stream bits."""
         h, w = _coded_shape(*region.shape[:2])
         c = region.shape[2]
-        planes, gains = analyse(region, gains=self._gains, with_features=self._prior is not None)
+        planes, gains = analyse(region, gains=self._gains, learned=self._prior)
         coded = np.stack([p.coded for p in planes])
         contexts = np.stack([p.contexts for p in planes])
         if self._prior is None:
             table, means, scales, bits = _rule(coded, contexts)
         else:
-            table, means, scales, bits = _learned(self._prior, planes)
+            table, means, scales, bits = _learned(planes)
         self._head += gains.astype(np.int8).tobytes() + table.tobytes()
         ids, offsets = grid_ids(means, scales)
         order, bounds = steps(h, w, c)
@@ -346,10 +355,17 @@ a few bytes (a decompression bomb)."""
 @dataclass
 class Work:
     """What decoding predictive payloads cost, counted: the values decoded and the steps
-    walked (each step is one entropy segment and a fixed number of numpy calls)."""
+    walked (each step is one entropy segment). Safe to share between threads."""
 
     values: int = 0
     steps: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, values: int, steps: int) -> None:
+        """Counts one region."""
+        with self._lock:
+            self.values += values
+            self.steps += steps
 
 
 def decode(
@@ -403,61 +419,50 @@ def _decode_region(
     gains = np.zeros((c, 2), dtype=np.int64)
     gains[1:] = np.frombuffer(head[:split], dtype=np.int8).reshape(c - 1, 2)
     params = np.frombuffer(head[split:], dtype=np.uint8).reshape(c * CONTEXTS, 2)
+    shifts = np.zeros((c * CONTEXTS, 2), dtype=np.int64)
+    ids = offsets = np.zeros(c * CONTEXTS, dtype=np.int64)
     if learned is None:
         scales = params[:, 1].astype(np.int64)
         if scales.max() >= LOGSCALE_COUNT:
             raise CorruptFile("predictive payload has an unknown log-scale")
         ids, offsets = grid_ids(params[:, 0].astype(np.int8).astype(np.int64) * MEAN_STEPS, scales)
+        net = _network(_NO_PRIOR)
     else:
         shifts = params.view(np.int8).astype(np.int64)
-        kind = prior.kinds(c)
+        net = _network(learned)
     h, w = _coded_shape(height, width)
-    lanes, walk = schedule(h, w, c)
     if work is not None:
-        work.values += h * w * c
-        work.steps += lanes.count
-    cells = lanes.cells
-    values = np.zeros(cells, dtype=np.int64)
-    errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
-    errors16 = np.zeros(cells, dtype=np.int64)
-    signed = np.zeros(cells, dtype=np.int64)  # 16 v - prediction
-    earlier = np.zeros(cells, dtype=np.int64)  # errors16 of the planes before, summed
-    decoded = np.zeros(c * h * w, dtype=np.int16)  # R - G and B - G reach -255 .. 255
-    gain_a, gain_b = gains[:, 0], gains[:, 1]
-    ranges = _ranges(c)
-    for step in walk:
-        if step is None:  # an empty segment pops nothing
-            continue
-        plane, here, first, before, dest, nbr = step
-        near = gather(values, nbr)
-        predictors = predictors_of(near)
-        prediction = blend(predictors, errors, nbr)
-        prediction += (gain_a[plane] * signed[first]) >> 3
-        prediction += (gain_b[plane] * signed[before]) >> 3
-        low, high = ranges[plane, 0], ranges[plane, 1]
-        np.clip(prediction, low, high, out=prediction)
-        below = (earlier[before] + errors16[before]) * (plane > 0)
-        context = plane * CONTEXTS + _context(near, nbr, errors16, below)
-        if learned is None:
-            table, offset = ids[context], offsets[context]
-        else:
-            later = plane > 0
-            feats = prior.features(
-                near, predictors, prediction, errors16[nbr.T],
-                signed[first] * later, signed[before] * later, below, kind[plane],
-            )  # fmt: skip
-            mean, scale = learned.logistic(feats)
-            table, offset = grid_ids(*prior.adapted(mean, scale, *shifts[context].T))
-        value = ((prediction + 8) >> 4) + decoder.decode(table, offset)
-        if ((16 * value < low) | (16 * value > high)).any():
-            raise CorruptFile("predictive payload decodes to out-of-range pixels")
-        values[here] = value
-        errors[here] = np.abs(16 * value - predictors).T
-        signed[here] = 16 * value - prediction
-        errors16[here] = np.abs(signed[here])
-        earlier[here] = below
-        decoded[dest] = value
-    return _rebuilt(decoded.reshape(c, h, w), height, width)
+        work.add(h * w * c, (w - 1) + 2 * (min(h, BAND) - 1) + c)
+    coder = decoder.coder
+    planes, coder.state, coder.pos, status = kernel.decode_region(  # type: ignore[call-arg]
+        h, w, c, gains, shifts, _ranges(c), prior.kinds(c), THRESHOLDS, _WEIGHTS,
+        _PREDICTOR_MATRIX, learned is not None, ids.astype(np.int64), offsets, *net,
+        FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1, HALF_WIDTHS, *_tables().cumulative(),
+        coder.state, coder.words, coder.pos,
+    )  # fmt: skip
+    coder.state = np.uint64(coder.state)
+    if status == kernel.BAD_STREAM:
+        raise CorruptFile("entropy-coded overflow is too long")
+    if status == kernel.BAD_PIXEL:
+        raise CorruptFile("predictive payload decodes to out-of-range pixels")
+    return _rebuilt(planes, height, width)
+
+
+def _network(net: prior.Prior) -> tuple[np.ndarray, ...]:
+    """The arrays :mod:`kernel` takes for a prior: weights and biases (float64, C order),
+    then ``2 ** -shifts``."""
+    arrays = [a for pair in zip(net.weights, net.biases, strict=True) for a in pair]
+    scale = np.array([2.0**-s for s in net.shifts])
+    return (*(np.ascontiguousarray(a, np.float64) for a in arrays), scale)
+
+
+_NO_PRIOR = prior.Prior(
+    (np.zeros((prior.FEATURES, prior.HIDDEN)), np.zeros((prior.HIDDEN, prior.HIDDEN)),
+     np.zeros((prior.HIDDEN, 2))),
+    (np.zeros(prior.HIDDEN), np.zeros(prior.HIDDEN), np.zeros(2)),
+    (0, 0, 0),
+)  # fmt: skip
+# what the kernel is given for format 7's rule, which runs no network
 
 
 def _rebuilt(planes: np.ndarray, height: int, width: int) -> np.ndarray:

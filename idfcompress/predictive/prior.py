@@ -25,16 +25,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..entropy.tables import FIT_MIN_LOGSCALE, LOGSCALE_COUNT, grid_ids, logistic_tables
+from ..entropy.tables import (
+    FIT_MIN_LOGSCALE,
+    HALF_WIDTHS,
+    LOGSCALE_COUNT,
+    grid_ids,
+    logistic_tables,
+)
 from ..errors import ModelError
+from . import kernel
 
 __all__ = [
+    "CONTEXTS",
+    "COST_BITS",
     "DEFAULT_PRIOR",
     "FEATURES",
     "HIDDEN",
     "PRIORS",
     "Prior",
-    "adapted",
     "features",
     "fit_shifts",
     "kinds",
@@ -53,6 +61,8 @@ WEIGHT_LIMIT = 1 << 12  # |weight| <= 4096: every sum stays far below 2**53
 LOGSCALE_CENTRE = 72  # the network's second output is the log-scale index minus this
 MEAN_REACH = 16 * 255  # the network's mean (sixteenths) is clipped to +-this
 SHIFT_REACH = 127  # stored per-context shifts are int8
+CONTEXTS = 16
+"""Contexts per plane (the coder's), each with its own shifts."""
 
 PRIORS: dict[int, tuple[str, str]] = {
     1: ("prior-1", "363f2b745f4c4e5d41fcde5f90bc48f501f11da5c848503b1a9526d5efa214da"),
@@ -239,49 +249,57 @@ def load_prior(prior_id: int) -> Prior:
     raise ModelError(f"prior weights {stem}.safetensors not found in the model folders")
 
 
+COST_BITS = 20
+"""The shift search sums costs in units of 2**-COST_BITS bits: integers, exact in any order."""
+
+
 @functools.cache
 def _costs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-log2 of every bin of every grid table, flattened, with each table's start and size."""
+    """The cost of every bin of every grid table (-log2 p, at most 40 bits, in fixed point),
+    flattened, with the escape's extra 8 bits appended; each table's start and size."""
     tables = logistic_tables()
     sizes = np.array([t.size for t in tables], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     with np.errstate(divide="ignore"):
-        flat = -np.log2(np.concatenate(tables))
-    return np.minimum(flat, 40.0), starts, sizes
+        flat = np.minimum(-np.log2(np.concatenate(tables)), 40.0)
+    costs = np.rint(np.append(flat, 8.0) * 2.0**COST_BITS).astype(np.int64)
+    for a in (costs, starts, sizes):
+        a.setflags(write=False)
+    return costs, starts, sizes
 
 
 def bits(coded: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
     """Estimated bits of integer values under grid logistics of mean ``mean`` (sixteenths)
     and log-scale index ``scale`` (values past a table's end cost as at its edge + 8)."""
-    flat, starts, sizes = _costs()
+    costs, starts, sizes = _costs()
     table, offset = grid_ids(mean, scale)
     at = coded - offset
     inside = np.clip(at, 0, sizes[table] - 1)
-    return float(flat[starts[table] + inside].sum() + 8.0 * np.count_nonzero(at != inside))
+    escapes = np.count_nonzero(at != inside)
+    total = int(costs[starts[table] + inside].sum()) + int(costs[-1]) * escapes
+    return total / 2.0**COST_BITS
 
 
-def adapted(mean: np.ndarray, scale: np.ndarray, dm, dl) -> tuple[np.ndarray, np.ndarray]:
-    """The network's (mean, scale) moved by a context's shifts, kept on the coder's grid."""
-    g = np.clip(scale + dl, FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1)
-    return mean + dm, g
-
-
-def fit_shifts(coded: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> tuple[int, int, float]:
-    """The mean shift (sixteenths) and log-scale shift (grid steps) that code ``coded``
-    (one context's values, with the network's ``mean`` relative to each value's rounded
-    prediction and ``scale``) in about the fewest bits, and those bits."""
-
-    def cost(dm: int, dl: int) -> float:
-        return bits(coded, *adapted(mean, scale, dm, dl))
-
-    dm, dl = 0, 0
-    best = cost(0, 0)
-    for step in (16, 8, 4, 2, 1):
-        for cand in (dl - step, dl + step):
-            if abs(cand) <= SHIFT_REACH and (c := cost(dm, cand)) < best:
-                best, dl = c, cand
-    for step in (8, 4, 2):
-        for cand in (dm - step, dm + step):
-            if abs(cand) <= SHIFT_REACH and (c := cost(cand, dl)) < best:
-                best, dm = c, cand
-    return dm, dl, best
+def fit_shifts(
+    coded: np.ndarray,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    contexts: np.ndarray,
+    *,
+    scale_steps: tuple[int, ...] = (16, 8, 4, 2, 1),
+    mean_steps: tuple[int, ...] = (8, 4, 2),
+    passes: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per context of one plane (``contexts``: each value's, below ``CONTEXTS``), the mean
+    shift (sixteenths) and log-scale shift (grid steps) that code its values ``coded`` in
+    about the fewest bits, given the network's ``mean`` (relative to each value's rounded
+    prediction) and ``scale``: a coordinate search on the estimated bits (:func:`bits`).
+    Returns the (CONTEXTS, 2) shifts, every value's moved mean and log-scale index (kept
+    on the coder's grid) and the estimated bits."""
+    shifts, moved_mean, moved_scale, total = kernel.fit_shifts(
+        coded.astype(np.int64), mean.astype(np.int64), scale.astype(np.int64),
+        contexts.astype(np.int64), CONTEXTS, *_costs(), HALF_WIDTHS, FIT_MIN_LOGSCALE,
+        LOGSCALE_COUNT - 1, SHIFT_REACH, np.array(scale_steps, np.int64),
+        np.array(mean_steps, np.int64), passes,
+    )  # fmt: skip
+    return shifts, moved_mean, moved_scale, total / 2.0**COST_BITS

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import constriction
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idfcompress.entropy import ans as E
 from idfcompress.entropy import rans
 from idfcompress.entropy import tables as D
+from idfcompress.errors import CorruptFile
 
 _model = constriction.stream.model
 
@@ -134,12 +136,27 @@ def test_constriction_uses_exactly_our_weights():
     assert np.array_equal(weights, np.rint(t * D.PROB_TOTAL))
 
 
-def test_uniform_pops_what_was_pushed():
-    rng = np.random.default_rng(5)
-    bits = rng.integers(1, 25, 1000)
-    values = rng.integers(0, 1 << bits)
+def test_every_overflow_length_pops_back():
+    tables = E.TableSet([D.logistic_tables()[700]])
+    last = int(tables.sizes[0]) - 1
+    reach = np.int64(E.MAX_ABS_VALUE)
+    lengths = np.arange(rans.MAX_LENGTH + 1)
+    u = (np.int64(1) << lengths) - 1  # an overflow of length L: 2**L <= u + 1 < 2**(L + 1)
+    # below the table (from offset +reach, every length) and above it (from -reach)
+    off = np.concatenate([np.full(u.size, reach), np.full(u.size - 1, -reach)])
+    x = np.concatenate([reach - u, -reach + last + u[:-1]])
+    ids = np.zeros(x.size, np.int64)
+    payload = E.encode_segments([(x, ids, off)], tables)
+    assert np.array_equal(E.decode(payload, ids, off, tables), x)
+
+
+def test_an_overflow_longer_than_an_encoders_is_refused():
+    tables = E.TableSet([D.logistic_tables()[700]])
+    cdf, starts, sizes = tables.cumulative()
     encoder = rans.Encoder()
-    shift = (rans.PRECISION - bits).astype(np.uint64)
-    encoder.push(values.astype(np.uint64) << shift, np.uint64(1) << shift)
-    decoder = rans.Decoder(encoder.words())
-    assert np.array_equal(decoder.uniform(bits), values) and decoder.is_empty()
+    shift = np.uint64(rans.PRECISION - rans.LENGTH_BITS)
+    # bin 0 (an escape), then an overflow length of 62
+    encoder.push(np.array([0, 62 << shift], np.uint64), np.array([cdf[1], 1 << shift], np.uint64))
+    payload = encoder.words().astype("<u4").tobytes()
+    with pytest.raises(CorruptFile, match="overflow is too long"):
+        E.decode(payload, np.zeros(1, np.int64), np.zeros(1, np.int64), tables)

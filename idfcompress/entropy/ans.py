@@ -15,7 +15,8 @@ Layout of the ANS stream, in the order the decoder pops it:
 The payload is the ANS coder's uint32 words as little-endian bytes: constriction's
 ``AnsCoder`` with 24-bit probabilities, each table's weights as :func:`tables.quantize_weights`
 gives them (cumulated in bin order) and the uniform models exact powers of two. ``rans``
-codes it, one compiled call per segment; the bytes are constriction's
+codes it: one compiled call pushes a whole payload and one pops a segment (or a caller's
+compiled code pops it with ``rans.pop_segment``); the bytes are constriction's
 (tests/entropy/test_rans.py).
 """
 
@@ -31,7 +32,6 @@ from .tables import MAX_TABLE_SIZE, PROB_TOTAL, quantize_weights
 
 __all__ = [
     "MAX_ABS_VALUE",
-    "PIECE_VALUES",
     "SegmentDecoder",
     "TableSet",
     "decode",
@@ -42,8 +42,6 @@ __all__ = [
 
 MAX_ABS_VALUE = 1 << 60
 """Values and offsets must lie in [-MAX_ABS_VALUE, MAX_ABS_VALUE]."""
-
-PIECE_VALUES = 1 << 16  # values of the segments one push of encode_segments works on
 
 
 class TableSet:
@@ -129,25 +127,6 @@ def _check_args(
     return tid, off
 
 
-def _bit_length_minus_one(v: np.ndarray) -> np.ndarray:
-    """floor(log2(v)) for int64 v >= 1, exact."""
-    est = np.floor(np.log2(v.astype(np.float64))).astype(np.int64)
-    est -= (v >> est) == 0  # float rounding may overshoot near powers of two
-    est += (v >> np.minimum(est + 1, 62)) > 0
-    return est
-
-
-def _chunk_layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each chunk: index of its escape, bit shift and bit count (chunks with >= 1 bit)."""
-    nchunks = (lengths + (rans.CHUNK_BITS - 1)) // rans.CHUNK_BITS
-    owner = np.repeat(np.arange(lengths.size), nchunks)
-    first = np.cumsum(nchunks) - nchunks
-    j = np.arange(owner.size) - first[owner]
-    shift = rans.CHUNK_BITS * j
-    nbits = np.minimum(rans.CHUNK_BITS, lengths[owner] - shift)
-    return owner, shift, nbits
-
-
 # --------------------------------------------------------------------------------------------
 # public API
 
@@ -169,61 +148,22 @@ def encode_segments(
     """One payload of several ``(values, table_ids, offsets)`` segments, each laid out as
     :func:`encode` lays out its values, segment after segment in the order the decoder pops
     them (:class:`SegmentDecoder`); the same argument checks as :func:`encode`."""
-    checked = [_check_segment(v, t, o, tables) for v, t, o in segments]
-    if not any(segment[0].size for segment in checked):
+    for values, table_ids, _ in segments:
+        if np.shape(values) != np.shape(table_ids):
+            raise ValueError(
+                f"shape mismatch: values {np.shape(values)} vs table_ids {np.shape(table_ids)}"
+            )
+    def joined(k: int) -> np.ndarray:
+        parts = [np.ravel(segment[k]) for segment in segments]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    x, tid, off = _check_segment(joined(0), joined(1), joined(2), tables)
+    if not x.size:
         return b""
+    bounds = np.concatenate([[0], np.cumsum([np.size(s[0]) for s in segments])]).astype(np.int64)
     coder = rans.Encoder()
-    # Pushed in reverse, a few segments at a time (the decoder pops segment after
-    # segment): the working arrays hold one piece, not the whole payload.
-    pieces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[]]
-    size = 0
-    for segment in checked:
-        if size >= PIECE_VALUES:
-            pieces.append([])
-            size = 0
-        pieces[-1].append(segment)
-        size += segment[0].size
-    for piece in reversed(pieces):
-        _push_segments(coder, piece, tables)
+    coder.push_segments(x, tid, off, bounds, *tables.cumulative())
     return coder.words().astype("<u4").tobytes()
-
-
-def _push_segments(
-    coder: rans.Encoder, checked: list[tuple[np.ndarray, np.ndarray, np.ndarray]], tables: TableSet
-) -> None:
-    """Pushes consecutive segments (the decoder pops them first to last)."""
-    x, tid, off = (np.concatenate(parts) for parts in zip(*checked, strict=True))
-    if x.size == 0:
-        return
-    counts = np.array([c[0].size for c in checked], dtype=np.int64)
-    segment = np.repeat(np.arange(counts.size), counts)
-    b = x - off
-    last = tables.sizes[tid] - 1
-    bins = np.clip(b, 0, last)
-    escaped = (b <= 0) | (b >= last)
-
-    # Each segment's bins grouped by ascending table id, then its overflows.
-    order = np.lexsort((tid, segment))
-    cdf, starts, _ = tables.cumulative()
-    at = starts[tid[order]] + bins[order]
-    cum, prob = cdf[at], cdf[at + 1] - cdf[at]
-    if not escaped.any():
-        coder.push(cum, prob)
-        return
-    cums, probs = [], []
-    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-    has_escapes = np.bincount(segment[escaped], minlength=counts.size).tolist()
-    for k in range(counts.size):
-        lo, hi = bounds[k], bounds[k + 1]
-        cums.append(cum[lo:hi])
-        probs.append(prob[lo:hi])
-        if has_escapes[k]:
-            esc = np.flatnonzero(escaped[lo:hi]) + lo
-            for values, bits in _overflows(b[esc], last[esc]):
-                shift = (rans.PRECISION - bits).astype(np.uint64)
-                cums.append(values.astype(np.uint64) << shift)
-                probs.append(np.uint64(1) << shift)
-    coder.push(np.concatenate(cums), np.concatenate(probs))
 
 
 def _check_segment(
@@ -241,17 +181,6 @@ def _check_segment(
     if x.size and np.abs(x).max() > MAX_ABS_VALUE:
         raise ValueError(f"values must lie within +-{MAX_ABS_VALUE}")
     return x, tid, off
-
-
-def _overflows(b: np.ndarray, last: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The uniform values (and their bits) of escaped bins ``b``, in the order they are
-    popped: the lengths, then the chunks."""
-    u = np.where(b <= 0, -b, b - last)
-    v = u + 1
-    lengths = _bit_length_minus_one(v)
-    owner, shift, nbits = _chunk_layout(lengths)
-    chunks = (v[owner] >> shift) & ((np.int64(1) << nbits) - 1)
-    return [(lengths, np.full(lengths.size, rans.LENGTH_BITS)), (chunks, nbits)]
 
 
 def decode(data: bytes, table_ids: np.ndarray, offsets: np.ndarray, tables: TableSet) -> np.ndarray:

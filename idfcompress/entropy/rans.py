@@ -1,6 +1,7 @@
 """The ANS stack coder of constriction (``AnsCoder``: 64-bit state, 32-bit words, 24-bit
-probabilities), compiled with numba so that a whole segment of symbols, each with a table
-of its own, is one call instead of one per table.
+probabilities), compiled with numba so that a whole payload of segments (``ans``'s layout:
+bins by table, then the escapes' overflows), each symbol with a table of its own, is pushed
+in one call and a segment popped in one call, instead of one call per table.
 
 It writes exactly constriction's bytes (tests/entropy/test_rans.py compares the two on
 random streams): pushing symbol ``s`` of probability ``p`` and left cumulative ``c`` first
@@ -55,6 +56,73 @@ def _push(cum: np.ndarray, prob: np.ndarray, state: np.uint64, out: np.ndarray):
             state = state >> _WORD
         state = ((state // p) << _P) | (cum[i] + state % p)
     return state, n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push_one(cum, prob, state, out, n):
+    """Pushes one symbol; returns the state and the words spilled so far."""
+    if (state >> _SPILL) >= prob:
+        out[n] = state & _LOW
+        n += 1
+        state = state >> _WORD
+    return ((state // prob) << _P) | (cum + state % prob), n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push_bits(value, bits, state, out, n):
+    """Pushes one ``bits``-bit value (a uniform over ``2**bits``)."""
+    shift = _P - np.uint64(bits)
+    return _push_one(np.uint64(value) << shift, np.uint64(1) << shift, state, out, n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _overflow(b, last):
+    """The overflow ``u + 1`` of an escaped bin ``b`` and its bit length minus one."""
+    v = (-b if b <= 0 else b - last) + 1
+    length = 0
+    while (v >> (length + 1)) > 0:
+        length += 1
+    return v, length
+
+
+@numba.njit(cache=True, nogil=True)
+def push_segments(x, tid, off, bounds, cdf, starts, sizes, state):
+    """Pushes segments ``bounds[k] .. bounds[k + 1]`` of the values ``x`` (table ids
+    ``tid``, offsets ``off``) so that a decoder pops them with :func:`pop_segment`, first
+    segment first; returns the state and the words spilled (uint64)."""
+    room = x.size
+    for i in range(x.size):
+        b = x[i] - off[i]
+        if b <= 0 or b >= sizes[tid[i]] - 1:
+            room += 1 + (_overflow(b, sizes[tid[i]] - 1)[1] + CHUNK_BITS - 1) // CHUNK_BITS
+    out = np.empty(room, dtype=np.uint64)
+    n = 0
+    for k in range(bounds.size - 2, -1, -1):
+        lo, hi = bounds[k], bounds[k + 1]
+        # the reverse of the pop order: chunks, lengths, bins (by table)
+        for i in range(hi - 1, lo - 1, -1):
+            last = sizes[tid[i]] - 1
+            b = x[i] - off[i]
+            if b <= 0 or b >= last:
+                v, length = _overflow(b, last)
+                top = ((length - 1) // CHUNK_BITS) * CHUNK_BITS if length else -1
+                for shift in range(top, -1, -CHUNK_BITS):
+                    bits = min(CHUNK_BITS, length - shift)
+                    chunk = (v >> shift) & ((np.int64(1) << bits) - 1)
+                    state, n = _push_bits(chunk, bits, state, out, n)
+        for i in range(hi - 1, lo - 1, -1):
+            last = sizes[tid[i]] - 1
+            b = x[i] - off[i]
+            if b <= 0 or b >= last:
+                state, n = _push_bits(_overflow(b, last)[1], LENGTH_BITS, state, out, n)
+        order = np.argsort(tid[lo:hi], kind="mergesort") + lo
+        for j in range(order.size - 1, -1, -1):
+            i = order[j]
+            t = tid[i]
+            at = starts[t] + min(max(x[i] - off[i], 0), sizes[t] - 1)
+            cum = np.uint64(cdf[at])
+            state, n = _push_one(cum, np.uint64(cdf[at + 1]) - cum, state, out, n)
+    return state, out[:n]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -153,6 +221,16 @@ class Encoder:
         state, n = _push(cum, prob, self._state, out)
         self._state = np.uint64(state)  # numba hands a uint64 back as a Python int
         self._spilled.append(out[:n])
+
+    def push_segments(
+        self, x: np.ndarray, tid: np.ndarray, off: np.ndarray, bounds: np.ndarray,
+        cdf: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Pushes the segments of :func:`push_segments` (before anything pushed earlier is
+        popped)."""
+        state, spilled = push_segments(x, tid, off, bounds, cdf, starts, sizes, self._state)
+        self._state = np.uint64(state)
+        self._spilled.append(spilled)
 
     def words(self) -> np.ndarray:
         """The payload as uint32 words."""

@@ -43,7 +43,19 @@ from ..errors import CorruptFile, ImageTooLarge
 from . import kernel, prior
 from .lattice import BAND, neighbours, steps
 
-__all__ = ["BAND", "CONTEXTS", "VALUES_PER_BYTE", "Plan", "Work", "decode", "head_size", "plan"]
+__all__ = [
+    "BAND",
+    "BLEND_WEIGHTS",
+    "CONTEXTS",
+    "PREDICTOR_MATRIX",
+    "PREDICTORS",
+    "VALUES_PER_BYTE",
+    "Plan",
+    "Work",
+    "decode",
+    "head_size",
+    "plan",
+]
 
 THRESHOLDS = 16 * np.array([1, 2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 48, 64, 90, 128])
 """A pixel's context is the number of thresholds its error sum (sixteenths) reaches."""
@@ -58,10 +70,11 @@ GAIN_RANGE = 8
 
 _WEIGHT_ONE = 1 << 40
 _WEIGHT_BIAS = 64
-# A predictor's error is at most 16 (255 + 765) (2N - NN reaches -765 .. 765), so its
-# weighted error sum at most 10 times that; the weight of each sum, looked up (a tenth of
-# the time of dividing).
-_WEIGHTS = _WEIGHT_ONE // (np.arange(10 * 16 * 1020 + 1, dtype=np.int64) + _WEIGHT_BIAS) ** 2
+BLEND_WEIGHTS = _WEIGHT_ONE // (np.arange(10 * 16 * 1020 + 1, dtype=np.int64) + _WEIGHT_BIAS) ** 2
+"""A predictor's weight in the blend, by its weighted error sum at the neighbours (``2 (W
++ N + NW + NE) + WW + NN`` of its absolute errors in sixteenths): 2**40 / (sum + 64)**2. An
+error is at most 16 (255 + 765) (2N - NN reaches -765 .. 765), so a sum at most 10 times
+that; looked up, a tenth of the time of dividing."""
 
 
 @functools.cache
@@ -104,13 +117,7 @@ def _coded_shape(h: int, w: int) -> tuple[int, int]:
     return (w, h) if w > h else (h, w)
 
 
-def gather(values: np.ndarray, nbr: np.ndarray) -> np.ndarray:
-    """The values (6, n) of the neighbour cells ``nbr`` (n, 6): W, N, NW, NE, WW, NN."""
-    return values[nbr.T]
-
-
-# predictor j = row j of this matrix times (W, N, NW, NE, WW, NN), in sixteenths
-_PREDICTOR_MATRIX = np.array(
+PREDICTOR_MATRIX = np.array(
     [
         [16, 16, -16, 0, 0, 0],  # W + N - NW
         [0, 16, 0, 0, 0, 0],  # N
@@ -123,43 +130,7 @@ _PREDICTOR_MATRIX = np.array(
     ],
     dtype=np.int64,
 )
-
-
-def predictors_of(near: np.ndarray) -> np.ndarray:
-    """The predictions (PREDICTORS, n), in sixteenths, from the neighbours' values ``near``
-    (:func:`gather`)."""
-    # one integer matrix product (numpy's own loop, exact) instead of twenty array operations
-    return _PREDICTOR_MATRIX @ np.asarray(near, dtype=np.int64)
-
-
-def blend(predictors: np.ndarray, errors: np.ndarray, nbr: np.ndarray) -> np.ndarray:
-    """The blend of ``predictors``, each weighted by its errors (``errors``: cells,
-    PREDICTORS) at the neighbours ``nbr``."""
-    # 2 (W + N + NW + NE) + WW + NN, summed in place: a third of the memory, and faster
-    total = errors[nbr[:, 0]] + errors[nbr[:, 1]]
-    total += errors[nbr[:, 2]]
-    total += errors[nbr[:, 3]]
-    total *= 2
-    total += errors[nbr[:, 4]]
-    total += errors[nbr[:, 5]]
-    weights = _WEIGHTS[total.T]
-    num = np.einsum("pn,pn->n", weights, predictors)  # no (PREDICTORS, n) product array
-    den = weights.sum(axis=0)
-    return (2 * num + den) // (2 * den)
-
-
-def _context(
-    near: np.ndarray, nbr: np.ndarray, errors16: np.ndarray, earlier: np.ndarray
-) -> np.ndarray:
-    """Contexts from the neighbours' absolute prediction errors ``errors16`` (sixteenths),
-    the local gradient (from their values ``near``, :func:`gather`) and the earlier planes'
-    summed errors at the pixel."""
-    west, north, northwest, northeast = near[:4]
-    gradient = np.abs(west - northwest) + np.abs(north - northwest) + np.abs(north - northeast)
-    near = errors16[nbr]
-    total = near[:, :4].sum(axis=1) + (near[:, 4] + near[:, 5]) // 2
-    total += 8 * gradient + (3 * earlier) // 2
-    return np.searchsorted(THRESHOLDS, total, side="right")
+"""Predictor j is row j times (W, N, NW, NE, WW, NN), in sixteenths."""
 
 
 def head_size(channels: int) -> int:
@@ -169,11 +140,7 @@ def head_size(channels: int) -> int:
 
 def _best_gain(target: np.ndarray, base: np.ndarray, error: np.ndarray, ranges) -> int:
     """The gain (eighths) that brings ``base + gain error / 8`` closest to ``target``."""
-    sums = [
-        int(np.abs(target - np.clip(base + ((g * error) >> 3), *ranges)).sum())
-        for g in range(-GAIN_RANGE, GAIN_RANGE + 1)
-    ]
-    return int(np.argmin(sums)) - GAIN_RANGE
+    return int(kernel.best_gain(target, base, error, int(ranges[0]), int(ranges[1]), GAIN_RANGE))
 
 
 def _rule(coded: np.ndarray, contexts: np.ndarray):
@@ -245,11 +212,7 @@ def analyse(
     for i, plane in enumerate(_planes(region)):
         values = np.zeros(cells, dtype=np.int64)
         values[1:] = plane
-        near = gather(values, nbr)
-        predictors = predictors_of(near)
-        errors = np.zeros((cells, PREDICTORS), dtype=np.int32)
-        errors[1:] = np.abs(16 * plane - predictors).T
-        prediction = blend(predictors, errors, nbr)
+        near, predictors, prediction = kernel.predict(values, nbr, PREDICTOR_MATRIX, BLEND_WEIGHTS)
         if i and gains:
             first, previous = signed_errors[0], signed_errors[i - 1]
             a = _best_gain(16 * plane, prediction, first, ranges[i])
@@ -261,7 +224,8 @@ def analyse(
         signed_errors.append(16 * plane - prediction)
         errors16 = np.zeros(cells, dtype=np.int64)
         errors16[1:] = np.abs(signed_errors[i])
-        analysis = Analysis(plane - ((prediction + 8) >> 4), _context(near, nbr, errors16, earlier))
+        context = kernel.contexts(values, nbr, errors16, earlier, THRESHOLDS)
+        analysis = Analysis(plane - ((prediction + 8) >> 4), context)
         if with_features or net is not None:
             zero = np.zeros(h * w, dtype=np.int64)
             inputs = (
@@ -435,8 +399,8 @@ def _decode_region(
         work.add(h * w * c, (w - 1) + 2 * (min(h, BAND) - 1) + c)
     coder = decoder.coder
     planes, coder.state, coder.pos, status = kernel.decode_region(  # type: ignore[call-arg]
-        h, w, c, gains, shifts, _ranges(c), prior.kinds(c), THRESHOLDS, _WEIGHTS,
-        _PREDICTOR_MATRIX, learned is not None, ids.astype(np.int64), offsets, *net,
+        h, w, c, gains, shifts, _ranges(c), prior.kinds(c), THRESHOLDS, BLEND_WEIGHTS,
+        PREDICTOR_MATRIX, learned is not None, ids.astype(np.int64), offsets, *net,
         FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1, HALF_WIDTHS, *_tables().cumulative(),
         coder.state, coder.words, coder.pos,
     )  # fmt: skip

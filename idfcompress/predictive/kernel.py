@@ -18,12 +18,24 @@ region's arrays. tests/predictive/test_kernel.py checks it against the numpy ref
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 from ..entropy.rans import pop_segment
 
-__all__ = ["BAD_PIXEL", "BAD_STREAM", "decode_region", "logistics"]
+__all__ = [
+    "BAD_PIXEL",
+    "BAD_STREAM",
+    "best_gain",
+    "blend",
+    "contexts",
+    "decode_region",
+    "fit_shifts",
+    "logistics",
+    "predict",
+]
 
 BAD_PIXEL = 1
 """:func:`decode_region` status: a value decoded outside its plane's range."""
@@ -40,76 +52,112 @@ _LOGSCALE_CENTRE = 72
 _MEAN_STEPS = 16
 
 
+_ROOTS = np.array([math.isqrt(i) for i in range(1 << 16)], dtype=np.uint8)
+# floor(sqrt(a)) of the small arguments that almost all features have: a lookup, a third
+# of the time of a square root and its corrections
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _root(x: int) -> int:
     """floor(sqrt(|x|)) with the sign of x (``prior.signed_root``)."""
     a = abs(x)
-    r = int(np.sqrt(float(a)))
-    if r * r > a:
-        r -= 1
-    if (r + 1) * (r + 1) <= a:
-        r += 1
+    if a < _ROOTS.size:
+        r = np.int64(_ROOTS[a])
+    else:
+        r = int(np.sqrt(float(a)))
+        if r * r > a:
+            r -= 1
+        if (r + 1) * (r + 1) <= a:
+            r += 1
     return -r if x < 0 else r
 
 
 @numba.njit(cache=True, nogil=True)
 def _features(
-    near, predictors, prediction, near_errors, first, previous, earlier, kind, feats, v
+    near, predictors, near_errors, v, prediction, first, previous, earlier, kind, feats, k
 ):  # fmt: skip
-    """Writes column ``v`` of ``feats`` (FEATURES, n): one value's ``prior.features``."""
+    """Writes column ``k`` of ``feats`` (FEATURES, n): ``prior.features`` of the value in
+    column ``v`` of ``near`` (6, n), ``predictors`` (8, n) and ``near_errors`` (6, n)."""
     for j in range(8):
-        feats[j, v] = _root(predictors[j] - prediction)
+        feats[j, k] = _root(predictors[j, v] - prediction)
     for j in range(6):
-        feats[8 + j, v] = _root(near_errors[j])
-    gradient = abs(near[0] - near[2]) + abs(near[1] - near[2]) + abs(near[1] - near[3])
-    feats[14, v] = _root(16 * gradient)
-    feats[15, v] = _root(first)
-    feats[16, v] = _root(previous)
-    feats[17, v] = _root(earlier)
-    feats[18, v] = prediction - 16 * ((prediction + 8) >> 4)
+        feats[8 + j, k] = _root(near_errors[j, v])
+    gradient = abs(near[0, v] - near[2, v]) + abs(near[1, v] - near[2, v])
+    gradient += abs(near[1, v] - near[3, v])
+    feats[14, k] = _root(16 * gradient)
+    feats[15, k] = _root(first)
+    feats[16, k] = _root(previous)
+    feats[17, k] = _root(earlier)
+    feats[18, k] = prediction - 16 * ((prediction + 8) >> 4)
     for j in range(5):
-        feats[19 + j, v] = 16 if kind == j else 0
-    total = near_errors[0] + near_errors[1] + near_errors[2] + near_errors[3]
-    total += (near_errors[4] + near_errors[5]) // 2
-    feats[24, v] = _root(total + 8 * gradient + (3 * earlier) // 2)
+        feats[19 + j, k] = 16 if kind == j else 0
+    total = near_errors[0, v] + near_errors[1, v] + near_errors[2, v] + near_errors[3, v]
+    total += (near_errors[4, v] + near_errors[5, v]) // 2
+    feats[24, k] = _root(total + 8 * gradient + (3 * earlier) // 2)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, means, scales):
+def _accumulate(x, n, w, b, out):
+    """``out[j, v] = b[j] + sum_i x[i, v] w[i, j]`` for the first ``n`` columns of ``x``.
+
+    Two outputs and eight inputs per pass over the values, the values innermost: each
+    input is loaded once for two outputs, each partial sum loaded and stored once per eight
+    products, and the loop over the values is vectorised (three times numpy's speed here).
+    fastmath lets the compiler reorder and fuse these sums; they are sums of integer
+    products below 2**53, exact in any order, so every machine gets the same bits
+    (tests/predictive/test_kernel.py checks them against numpy's)."""
+    inputs, outputs = w.shape
+    for j in range(outputs):
+        for v in range(n):
+            out[j, v] = b[j]
+    full = inputs - inputs % 8
+    for i in range(0, full, 8):
+        for j in range(0, outputs, 2):
+            k = min(j + 1, outputs - 1)  # an odd last output is summed twice, kept once
+            a0, a1, a2, a3 = w[i, j], w[i + 1, j], w[i + 2, j], w[i + 3, j]
+            a4, a5, a6, a7 = w[i + 4, j], w[i + 5, j], w[i + 6, j], w[i + 7, j]
+            c0, c1, c2, c3 = w[i, k], w[i + 1, k], w[i + 2, k], w[i + 3, k]
+            c4, c5, c6, c7 = w[i + 4, k], w[i + 5, k], w[i + 6, k], w[i + 7, k]
+            for v in range(n):
+                x0, x1, x2, x3 = x[i, v], x[i + 1, v], x[i + 2, v], x[i + 3, v]
+                x4, x5, x6, x7 = x[i + 4, v], x[i + 5, v], x[i + 6, v], x[i + 7, v]
+                first = a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                first += a4 * x4 + a5 * x5 + a6 * x6 + a7 * x7
+                second = c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+                second += c4 * x4 + c5 * x5 + c6 * x6 + c7 * x7
+                if k != j:
+                    out[k, v] += second
+                out[j, v] += first
+    for i in range(full, inputs):
+        for j in range(outputs):
+            wij = w[i, j]
+            for v in range(n):
+                out[j, v] += wij * x[i, v]
+
+
+@numba.njit(cache=True, nogil=True)
+def _activate(h, n, scale):
+    """Rounds the first ``n`` columns of ``h`` to the next layer's unit (``* scale``, half
+    up) and clips them to 0 .. ACTIVATION_MAX."""
+    for j in range(h.shape[0]):
+        for v in range(n):
+            h[j, v] = min(max(np.floor(h[j, v] * scale + 0.5), 0.0), _ACTIVATION_MAX)
+
+
+@numba.njit(cache=True, nogil=True)
+def _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, out, means, scales):
     """The prior's (mean relative to the rounded prediction, log-scale index) of the first
     ``n`` columns of ``feats`` into ``means`` and ``scales`` (``Prior.logistic``); ``h1``,
-    ``h2`` (HIDDEN, n) are scratch. Loops run over the values innermost, so that they
-    vectorise without reordering any sum (sums of integers, exact in any order anyway)."""
-    for j in range(_HIDDEN):
-        for v in range(n):
-            h1[j, v] = b0[j]
-            h2[j, v] = b1[j]
-    for i in range(_FEATURES):
-        for j in range(_HIDDEN):
-            wij = w0[i, j]
-            for v in range(n):
-                h1[j, v] += wij * feats[i, v]
-    for i in range(_HIDDEN):
-        for v in range(n):
-            h1[i, v] = min(max(np.floor(h1[i, v] * scale[0] + 0.5), 0.0), _ACTIVATION_MAX)
-        for j in range(_HIDDEN):
-            wij = w1[i, j]
-            for v in range(n):
-                h2[j, v] += wij * h1[i, v]
+    ``h2`` (HIDDEN, n) and ``out`` (2, n) are scratch."""
+    _accumulate(feats, n, w0, b0, h1)
+    _activate(h1, n, scale[0])
+    _accumulate(h1, n, w1, b1, h2)
+    _activate(h2, n, scale[1])
+    _accumulate(h2, n, w2, b2, out)
     for v in range(n):
-        means[v] = b2[0]
-        scales[v] = b2[1]
-    for i in range(_HIDDEN):
-        w_mean = w2[i, 0]
-        w_scale = w2[i, 1]
-        for v in range(n):
-            f = min(max(np.floor(h2[i, v] * scale[1] + 0.5), 0.0), _ACTIVATION_MAX)
-            means[v] += w_mean * f
-            scales[v] += w_scale * f
-    for v in range(n):
-        m = min(max(np.floor(means[v] * scale[2] + 0.5), -_MEAN_REACH), _MEAN_REACH)
+        m = min(max(np.floor(out[0, v] * scale[2] + 0.5), -_MEAN_REACH), _MEAN_REACH)
         means[v] = m + feats[18, v]
-        scales[v] = np.floor(scales[v] * scale[2] + 0.5) + _LOGSCALE_CENTRE
+        scales[v] = np.floor(out[1, v] * scale[2] + 0.5) + _LOGSCALE_CENTRE
 
 
 _BLOCK = 256  # values per network pass in :func:`logistics`
@@ -129,6 +177,7 @@ def logistics(
     feats = np.empty((_FEATURES, _BLOCK), dtype=np.float64)
     h1 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
     h2 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
+    out = np.empty((2, _BLOCK), dtype=np.float64)
     mean = np.empty(_BLOCK, dtype=np.float64)
     log_scale = np.empty(_BLOCK, dtype=np.float64)
     for start in range(0, n, _BLOCK):
@@ -136,10 +185,10 @@ def logistics(
         for k in range(size):
             v = start + k
             _features(
-                near[:, v], predictors[:, v], prediction[v], near_errors[:, v],
-                first[v], previous[v], earlier[v], kind, feats, k,
+                near, predictors, near_errors, v, prediction[v], first[v], previous[v],
+                earlier[v], kind, feats, k,
             )  # fmt: skip
-        _network(feats, size, w0, b0, w1, b1, w2, b2, scale, h1, h2, mean, log_scale)
+        _network(feats, size, w0, b0, w1, b1, w2, b2, scale, h1, h2, out, mean, log_scale)
         for k in range(size):
             means[start + k] = int(mean[k])
             scales[start + k] = int(log_scale[k])
@@ -165,15 +214,16 @@ def _neighbour_cells(x, band_row, base, ring, w, cell):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _blend(near, cell, errors, matrix, weights, preds):
-    """The blend (``coder.blend``) of the predictors of one value, written to ``preds``."""
+def _blend(near, cell, errors, matrix, weights, preds, v):
+    """The blend (:func:`blend`) of the predictors of the value in column ``v`` of ``near``
+    (6, n), which it writes to column ``v`` of ``preds`` (8, n)."""
     num = 0
     den = 0
     for p in range(8):
         pred = 0
         for k in range(6):
-            pred += matrix[p, k] * near[k]
-        preds[p] = pred
+            pred += matrix[p, k] * near[k, v]
+        preds[p, v] = pred
         total = 2 * (
             errors[cell[0], p] + errors[cell[1], p] + errors[cell[2], p] + errors[cell[3], p]
         ) + errors[cell[4], p] + errors[cell[5], p]  # fmt: skip
@@ -184,15 +234,91 @@ def _blend(near, cell, errors, matrix, weights, preds):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _context_of(near, near_err, below, thresholds):
-    """The context (``coder._context``) of one value."""
-    gradient = abs(near[0] - near[2]) + abs(near[1] - near[2]) + abs(near[1] - near[3])
-    total = near_err[0] + near_err[1] + near_err[2] + near_err[3]
-    total += (near_err[4] + near_err[5]) // 2 + 8 * gradient + (3 * below) // 2
+def _context_of(near, near_err, v, below, thresholds):
+    """The context of one value: how many ``thresholds`` its neighbours' absolute errors
+    (sixteenths), the local gradient and the earlier planes' errors at the pixel reach."""
+    gradient = abs(near[0, v] - near[2, v]) + abs(near[1, v] - near[2, v])
+    gradient += abs(near[1, v] - near[3, v])
+    total = near_err[0, v] + near_err[1, v] + near_err[2, v] + near_err[3, v]
+    total += (near_err[4, v] + near_err[5, v]) // 2 + 8 * gradient + (3 * below) // 2
     context = 0
     while context < thresholds.size and thresholds[context] <= total:
         context += 1
     return context
+
+
+@numba.njit(cache=True, nogil=True)
+def predict(values, nbr, matrix, weights):
+    """A plane's neighbour values (6, n), predictors (8, n, sixteenths) and their blend
+    (n) from its ``values`` by cell (cell 0 the zero cell, pixel v in cell v + 1) and the
+    neighbour cells ``nbr`` (n, 6): the encoder's whole-plane form of the decoder's walk."""
+    n = nbr.shape[0]
+    near = np.empty((6, n), dtype=np.int64)
+    predictors = np.empty((8, n), dtype=np.int64)
+    errors = np.zeros((n + 1, 8), dtype=np.int64)
+    for v in range(n):
+        for k in range(6):
+            near[k, v] = values[nbr[v, k]]
+        for p in range(8):
+            pred = 0
+            for k in range(6):
+                pred += matrix[p, k] * near[k, v]
+            predictors[p, v] = pred
+            errors[v + 1, p] = abs(16 * values[v + 1] - pred)
+    return near, predictors, blend(predictors, errors, nbr, weights)
+
+
+@numba.njit(cache=True, nogil=True)
+def blend(predictors, errors, nbr, weights):
+    """The blend (sixteenths) of n values' ``predictors`` (PREDICTORS, n), each weighted by
+    its errors ``errors`` (cells, PREDICTORS) at the neighbour cells ``nbr`` (n, 6); the
+    encoder's whole-plane form of what :func:`decode_region` computes value by value."""
+    n = nbr.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for v in range(n):
+        num = 0
+        den = 0
+        for p in range(8):
+            total = 2 * (
+                errors[nbr[v, 0], p] + errors[nbr[v, 1], p] + errors[nbr[v, 2], p]
+                + errors[nbr[v, 3], p]
+            ) + errors[nbr[v, 4], p] + errors[nbr[v, 5], p]  # fmt: skip
+            weight = weights[total]
+            num += weight * predictors[p, v]
+            den += weight
+        out[v] = (2 * num + den) // (2 * den)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def best_gain(target, base, error, low, high, reach):
+    """The gain g in -reach .. reach (eighths; the first of equals) whose prediction
+    ``clip(base + (g error >> 3), low, high)`` is closest to ``target`` in absolute sum."""
+    best, chosen = -1, 0
+    for g in range(-reach, reach + 1):
+        total = 0
+        for v in range(target.size):
+            total += abs(target[v] - min(max(base[v] + ((g * error[v]) >> 3), low), high))
+        if best < 0 or total < best:
+            best, chosen = total, g
+    return chosen
+
+
+@numba.njit(cache=True, nogil=True)
+def contexts(values, nbr, errors16, earlier, thresholds):
+    """The context of each of n values (:func:`_context_of`) from the plane's ``values``
+    and absolute prediction errors ``errors16`` by cell, the neighbour cells ``nbr``
+    (n, 6) and the earlier planes' summed errors ``earlier`` (n)."""
+    n = nbr.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    near = np.empty((6, 1), dtype=np.int64)
+    near_err = np.empty((6, 1), dtype=np.int64)
+    for v in range(n):
+        for k in range(6):
+            near[k, 0] = values[nbr[v, k]]
+            near_err[k, 0] = errors16[nbr[v, k]]
+        out[v] = _context_of(near, near_err, 0, earlier[v], thresholds)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -227,11 +353,14 @@ def decode_region(
     # context, table and offset, decoded difference
     per_value = np.empty((9, lanes), dtype=np.int64)
     at, lane_of, column, blended, below_of, contexts, tid, off, got = per_value
-    preds = np.empty((lanes, 8), dtype=np.int64)
-    near, cell, near_err = np.empty((3, 6), dtype=np.int64)
+    preds = np.empty((8, lanes), dtype=np.int64)
+    near = np.empty((6, lanes), dtype=np.int64)
+    near_err = np.empty((6, lanes), dtype=np.int64)
+    cell = np.empty(6, dtype=np.int64)
     feats = np.empty((_FEATURES, lanes), dtype=np.float64)
     h1 = np.empty((_HIDDEN, lanes), dtype=np.float64)
     h2 = np.empty((_HIDDEN, lanes), dtype=np.float64)
+    net_out = np.empty((2, lanes), dtype=np.float64)
     mean = np.empty(lanes, dtype=np.float64)
     log_scale = np.empty(lanes, dtype=np.float64)
     count = (w - 1) + 2 * (min(h, _BAND) - 1) + (c - 1) + 1
@@ -245,9 +374,9 @@ def decode_region(
                 continue
             here = _neighbour_cells(x, band_row, 1 + lane * ring, ring, w, cell)
             for k in range(6):
-                near[k] = values[cell[k]]
-                near_err[k] = errors16[cell[k]]
-            prediction = _blend(near, cell, errors, matrix, weights, preds[n])
+                near[k, n] = values[cell[k]]
+                near_err[k, n] = errors16[cell[k]]
+            prediction = _blend(near, cell, errors, matrix, weights, preds, n)
             first, previous, below = 0, 0, 0
             if plane > 0:
                 first = signed[here - plane * plane_cells]
@@ -256,10 +385,10 @@ def decode_region(
                 prediction += (gains[plane, 0] * first) >> 3
                 prediction += (gains[plane, 1] * previous) >> 3
             prediction = min(max(prediction, ranges[plane, 0]), ranges[plane, 1])
-            contexts[n] = plane * _CONTEXTS + _context_of(near, near_err, below, thresholds)
+            contexts[n] = plane * _CONTEXTS + _context_of(near, near_err, n, below, thresholds)
             if learned:
                 _features(
-                    near, preds[n], prediction, near_err, first, previous, below, kinds[plane],
+                    near, preds, near_err, n, prediction, first, previous, below, kinds[plane],
                     feats, n,
                 )  # fmt: skip
             at[n], lane_of[n], column[n] = here, lane, x
@@ -268,7 +397,7 @@ def decode_region(
         if n == 0:
             continue
         if learned:
-            _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, mean, log_scale)
+            _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, net_out, mean, log_scale)
             for i in range(n):
                 m = int(mean[i]) + shifts[contexts[i], 0]
                 g = min(max(int(log_scale[i]) + shifts[contexts[i], 1], fit_min), logscale_top)
@@ -292,7 +421,7 @@ def decode_region(
             here = at[i]
             values[here] = value
             for p in range(8):
-                errors[here, p] = abs(16 * value - preds[i, p])
+                errors[here, p] = abs(16 * value - preds[p, i])
             signed[here] = 16 * value - blended[i]
             errors16[here] = abs(signed[here])
             earlier_of[here] = below_of[i]
@@ -301,17 +430,18 @@ def decode_region(
 
 
 @numba.njit(cache=True, nogil=True)
-def _cost(coded, mean, scale, idx, dm, dl, costs, starts, sizes, half_widths, fit_min, top):
-    """The cost (table units) of the values ``idx`` with their logistics moved by (dm, dl);
-    a value past its table's edge costs as the edge plus 8 bits."""
+def _cost(residual, scale, dm, dl, costs, starts, sizes, half_widths, fit_min, top):
+    """The cost (table units) of values whose distance from their logistic's mean is
+    ``residual`` (sixteenths) and whose log-scale index is ``scale``, with the logistics
+    moved by (dm, dl); a value past its table's edge costs as the edge plus its escape."""
     total = 0
     escape = costs[-1]
-    for v in idx:
+    for v in range(residual.size):
         g = min(max(scale[v] + dl, fit_min), top)
-        q = mean[v] + dm
-        k = q // _MEAN_STEPS
-        t = g * _MEAN_STEPS + (q - k * _MEAN_STEPS)
-        at = coded[v] - (k - half_widths[g])
+        r = residual[v] - dm
+        # with q = mean + dm: table g 16 + q % 16, bin (value - q // 16) + half width
+        t = g * _MEAN_STEPS + ((-r) & (_MEAN_STEPS - 1))
+        at = ((r + _MEAN_STEPS - 1) >> 4) + half_widths[g]
         inside = min(max(at, 0), sizes[t] - 1)
         total += costs[starts[t] + inside]
         if at != inside:
@@ -343,19 +473,21 @@ def fit_shifts(
         idx = order[bounds[k] : bounds[k + 1]]
         if idx.size == 0:
             continue
+        residual = 16 * coded[idx] - mean[idx]  # the context's values, gathered once
+        g = scale[idx]
         dm, dl = 0, 0
-        best = _cost(coded, mean, scale, idx, 0, 0, *args)
+        best = _cost(residual, g, 0, 0, *args)
         for _ in range(passes):
             for step in scale_steps:
                 for cand in (dl - step, dl + step):
                     if abs(cand) <= reach:
-                        c = _cost(coded, mean, scale, idx, dm, cand, *args)
+                        c = _cost(residual, g, dm, cand, *args)
                         if c < best:
                             best, dl = c, cand
             for step in mean_steps:
                 for cand in (dm - step, dm + step):
                     if abs(cand) <= reach:
-                        c = _cost(coded, mean, scale, idx, cand, dl, *args)
+                        c = _cost(residual, g, cand, dl, *args)
                         if c < best:
                             best, dm = c, cand
         shifts[k, 0], shifts[k, 1] = dm, dl

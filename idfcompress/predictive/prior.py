@@ -262,7 +262,7 @@ def _costs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     with np.errstate(divide="ignore"):
         flat = np.minimum(-np.log2(np.concatenate(tables)), 40.0)
-    costs = np.rint(np.append(flat, 8.0) * 2.0**COST_BITS).astype(np.int64)
+    costs = np.rint(np.append(flat, 8.0) * 2.0**COST_BITS).astype(np.int32)  # < 2**26
     for a in (costs, starts, sizes):
         a.setflags(write=False)
     return costs, starts, sizes
@@ -276,7 +276,7 @@ def bits(coded: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
     at = coded - offset
     inside = np.clip(at, 0, sizes[table] - 1)
     escapes = np.count_nonzero(at != inside)
-    total = int(costs[starts[table] + inside].sum()) + int(costs[-1]) * escapes
+    total = int(costs[starts[table] + inside].sum(dtype=np.int64)) + int(costs[-1]) * escapes
     return total / 2.0**COST_BITS
 
 

@@ -153,6 +153,7 @@ def encode_segments(
             raise ValueError(
                 f"shape mismatch: values {np.shape(values)} vs table_ids {np.shape(table_ids)}"
             )
+
     def joined(k: int) -> np.ndarray:
         parts = [np.ravel(segment[k]) for segment in segments]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -322,6 +322,27 @@ def contexts(values, nbr, errors16, earlier, thresholds):
 
 
 @numba.njit(cache=True, nogil=True)
+def _tables_of(
+    n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min, top,
+    half_widths, tid, off,
+):  # fmt: skip
+    """The grid tables and offsets of a step's n values: the prior's logistics moved by
+    their contexts' shifts and kept on the grid (``learned``), else their contexts' rule
+    tables."""
+    for i in range(n):
+        context = contexts[i]
+        if not learned:
+            tid[i] = rule_ids[context]
+            off[i] = rule_offsets[context]
+            continue
+        m = int(mean[i]) + shifts[context, 0]
+        g = min(max(int(log_scale[i]) + shifts[context, 1], fit_min), top)
+        k = m // _MEAN_STEPS
+        tid[i] = g * _MEAN_STEPS + (m - k * _MEAN_STEPS)
+        off[i] = k - half_widths[g]
+
+
+@numba.njit(cache=True, nogil=True)
 def decode_region(
     h, w, c, gains, shifts, ranges, kinds, thresholds, weights, matrix,
     learned, rule_ids, rule_offsets, w0, b0, w1, b1, w2, b2, scale,
@@ -344,7 +365,7 @@ def decode_region(
     plane_cells = h * ring
     cells = 1 + c * plane_cells
     values = np.zeros(cells, dtype=np.int64)
-    errors = np.zeros((cells, 8), dtype=np.int64)
+    errors = np.zeros((cells, 8), dtype=np.int32)  # at most 16 (255 + 765)
     errors16 = np.zeros(cells, dtype=np.int64)
     signed = np.zeros(cells, dtype=np.int64)
     earlier_of = np.zeros(cells, dtype=np.int64)
@@ -357,10 +378,11 @@ def decode_region(
     near = np.empty((6, lanes), dtype=np.int64)
     near_err = np.empty((6, lanes), dtype=np.int64)
     cell = np.empty(6, dtype=np.int64)
-    feats = np.empty((_FEATURES, lanes), dtype=np.float64)
-    h1 = np.empty((_HIDDEN, lanes), dtype=np.float64)
-    h2 = np.empty((_HIDDEN, lanes), dtype=np.float64)
-    net_out = np.empty((2, lanes), dtype=np.float64)
+    # the network runs on blocks of a step's values, so that its scratch stays small
+    feats = np.empty((_FEATURES, _BLOCK), dtype=np.float64)
+    h1 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
+    h2 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
+    net_out = np.empty((2, _BLOCK), dtype=np.float64)
     mean = np.empty(lanes, dtype=np.float64)
     log_scale = np.empty(lanes, dtype=np.float64)
     count = (w - 1) + 2 * (min(h, _BAND) - 1) + (c - 1) + 1
@@ -389,25 +411,29 @@ def decode_region(
             if learned:
                 _features(
                     near, preds, near_err, n, prediction, first, previous, below, kinds[plane],
-                    feats, n,
+                    feats, n % _BLOCK,
                 )  # fmt: skip
+                if n % _BLOCK == _BLOCK - 1:
+                    start = n + 1 - _BLOCK
+                    _network(
+                        feats, _BLOCK, w0, b0, w1, b1, w2, b2, scale, h1, h2, net_out,
+                        mean[start:], log_scale[start:],
+                    )  # fmt: skip
             at[n], lane_of[n], column[n] = here, lane, x
             blended[n], below_of[n] = prediction, below
             n += 1
         if n == 0:
             continue
-        if learned:
-            _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, net_out, mean, log_scale)
-            for i in range(n):
-                m = int(mean[i]) + shifts[contexts[i], 0]
-                g = min(max(int(log_scale[i]) + shifts[contexts[i], 1], fit_min), logscale_top)
-                k = m // _MEAN_STEPS
-                tid[i] = g * _MEAN_STEPS + (m - k * _MEAN_STEPS)
-                off[i] = k - half_widths[g]
-        else:
-            for i in range(n):
-                tid[i] = rule_ids[contexts[i]]
-                off[i] = rule_offsets[contexts[i]]
+        if learned and n % _BLOCK:
+            start = n - n % _BLOCK
+            _network(
+                feats, n % _BLOCK, w0, b0, w1, b1, w2, b2, scale, h1, h2, net_out,
+                mean[start:], log_scale[start:],
+            )  # fmt: skip
+        _tables_of(
+            n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min,
+            logscale_top, half_widths, tid, off,
+        )  # fmt: skip
         state, pos, bad = pop_segment(
             tid[:n], off[:n], cdf, starts, sizes, state, words, pos, got[:n]
         )

@@ -28,6 +28,7 @@ _LAZY = {
     "decompress_pixels": "api",
     "info": "api",
     "set_threads": "api",
+    "warm_up": "api",
     "Stage": "codec.progressive",
     "decode_progressive": "codec.progressive",
 }
@@ -44,6 +45,7 @@ __all__ = [
     "decompress_pixels",
     "info",
     "set_threads",
+    "warm_up",
 ]
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
         decompress_pixels,
         info,
         set_threads,
+        warm_up,
     )
     from .codec.progressive import Stage, decode_progressive
 

@@ -34,6 +34,7 @@ __all__ = [
     "read_image",
     "read_source",
     "set_threads",
+    "warm_up",
 ]
 
 ImageLike = np.ndarray | Image.Image | PixelImage | str | os.PathLike
@@ -123,6 +124,13 @@ def compress_with_stats(
         if decoded.mode != pixels.mode or not np.array_equal(decoded.pixels, pixels.pixels):
             raise VerificationFailed("verification failed: the output does not decode to the input")
     return data, stats
+
+
+def warm_up() -> None:
+    """Prepares the default coder ahead of a first :func:`compress` (tables, the learned
+    prior, compiled code from numba's cache: about a second, once per process); optional,
+    for callers that can do it meanwhile, on a thread, while they read the image."""
+    encoder.warm_up()
 
 
 def decompress_pixels(source: Source, *, max_pixels: int | None = MAX_PIXELS) -> PixelImage:

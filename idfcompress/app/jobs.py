@@ -8,7 +8,9 @@ only KeyboardInterrupt goes through.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -98,6 +100,13 @@ def _image(raw: bytes):  # noqa: ANN202 - an imageio.PixelImage
         raise
 
 
+def _warm_up() -> None:
+    from .. import api
+
+    with contextlib.suppress(Exception):  # a real failure shows in the compress itself
+        api.warm_up()
+
+
 def compress_summary(name: str, raw: bytes, out_bytes: int, target: str) -> str:
     """``photo.png : 61.20%   (120351 => 73654 bytes, photo.png.idf)``: the share of the
     input FILE's size, and a word when the output is the larger."""
@@ -119,6 +128,8 @@ def _compress(task: Task, settings: Settings, progress: Progress | None) -> Outc
     raw = read_input(task.source, check=_not_idf)
     check_target(task.target, settings.force, task.make_folders)
     started = time.perf_counter()
+    # the coder's tables and compiled code get ready while the image is decoded
+    threading.Thread(target=_warm_up, daemon=True, name="idfc-warm-up").start()
     image = _image(raw)
     data, stats = api.compress_with_stats(
         image,

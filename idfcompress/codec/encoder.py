@@ -35,11 +35,13 @@ from ..format.layout import (
 )
 from ..imageio import PixelImage
 from ..predictive import lattice
-from ..predictive.regions import RegionCoding, encode_regions
+from ..predictive.regions import RegionCoding, encode_regions, warm_up
 from .threads import map_tiles
 
 if TYPE_CHECKING:
     from ..flow.loading import LoadedModel
+
+__all__ = ["DEFAULT_MODE", "DEFAULT_TILE_SIZE", "MODES", "EncodeStats", "encode", "warm_up"]
 
 DEFAULT_TILE_SIZE = 256
 MODES = ("predictive", "auto", "flow")

@@ -22,6 +22,7 @@ compiled code pops it with ``rans.pop_segment``); the bytes are constriction's
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,6 +59,7 @@ class TableSet:
         self.sizes = np.array([t.size for t in self._tables], dtype=np.int64)
         self.sizes.setflags(write=False)
         self._cdf: np.ndarray | None = None
+        self._lock = threading.Lock()
         self._cdf_starts: np.ndarray | None = None
         self._flat: np.ndarray | None = None
         self._starts: np.ndarray | None = None
@@ -80,16 +82,24 @@ class TableSet:
         entries from ``starts[t]``, 0 first and 2**24 last), the starts and the sizes
         (built on first use, then kept: 4 bytes a bin, 10 MiB for the logistic grid)."""
         if self._cdf is None:
-            starts = np.concatenate([[0], np.cumsum(self.sizes + 1)[:-1]]).astype(np.int64)
-            cdf = np.zeros(int((self.sizes + 1).sum()), dtype=np.uint32)
-            for table, start, size in zip(
-                self._tables, starts.tolist(), self.sizes.tolist(), strict=True
-            ):
-                np.cumsum(quantize_weights(table), out=cdf[start + 1 : start + 1 + size])
-            assert (cdf[starts + self.sizes] == PROB_TOTAL).all()
-            self._cdf, self._cdf_starts = cdf, starts
-        assert self._cdf_starts is not None
+            with self._lock:  # built once, even when several threads ask at once
+                if self._cdf is None:
+                    self._cdf_starts, self._cdf = self._cumulate()
+        assert self._cdf is not None and self._cdf_starts is not None
         return self._cdf, self._cdf_starts, self.sizes
+
+    def _cumulate(self) -> tuple[np.ndarray, np.ndarray]:
+        """The starts and the flat cumulative weights (tables of one size quantised as one
+        batch: each row is quantised on its own, so the weights are those of one by one)."""
+        starts = np.concatenate([[0], np.cumsum(self.sizes + 1)[:-1]]).astype(np.int64)
+        cdf = np.zeros(int((self.sizes + 1).sum()), dtype=np.uint32)
+        for size in np.unique(self.sizes).tolist():
+            ids = np.flatnonzero(self.sizes == size)
+            weights = quantize_weights(np.stack([self._tables[i] for i in ids.tolist()]))
+            at = (starts[ids] + 1)[:, None] + np.arange(size)
+            cdf[at] = np.cumsum(weights, axis=1)
+        assert (cdf[starts + self.sizes] == PROB_TOTAL).all()
+        return starts, cdf
 
     def _flat_tables(self) -> tuple[np.ndarray, np.ndarray]:
         if self._flat is None:

@@ -15,11 +15,12 @@ Two families exist:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 
 import numpy as np
+
+from ..once import once
 
 __all__ = [
     "HALF_WIDTHS",
@@ -231,13 +232,13 @@ less than about half a bit, which keeps a floor under the size of a first-stage 
 _FIT_SPAN = 1 << 11  # values further than this from a row's median cost as if this far
 
 
-@functools.cache
+@once
 def heaviest_fit_weight() -> int:
     """The largest integer weight of the grid tables :func:`fit_logistic` may choose."""
     return max(int(w.max()) for w in _logistic_weights()[FIT_MIN_LOGSCALE * MEAN_STEPS :])
 
 
-@functools.cache
+@once
 def _fit_costs() -> np.ndarray:
     """Bits of each relative value -_FIT_SPAN.._FIT_SPAN under the grid table of each
     log-scale index (mean 0), overflow bits approximated; shape (LOGSCALE_COUNT, 2 span + 1)."""
@@ -287,7 +288,7 @@ def _grid_rows(g: int) -> np.ndarray:
     return _binned_logistic(z)
 
 
-@functools.cache
+@once
 def _logistic_weights() -> tuple[np.ndarray, ...]:
     weights: list[np.ndarray] = []
     for g in range(LOGSCALE_COUNT):
@@ -297,7 +298,7 @@ def _logistic_weights() -> tuple[np.ndarray, ...]:
     return tuple(weights)
 
 
-@functools.cache
+@once
 def _logistic_tables() -> tuple[np.ndarray, ...]:
     tables = []
     for w in _logistic_weights():

@@ -22,7 +22,6 @@ memory and time follow what the file can justify (docs/RELIABILITY.md, "Budget")
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from ..entropy.tables import (
     logistic_tables,
 )
 from ..errors import CorruptFile, ImageTooLarge
+from ..once import once
 from . import kernel, prior
 from .lattice import BAND, neighbours, steps
 
@@ -77,7 +77,7 @@ error is at most 16 (255 + 765) (2N - NN reaches -765 .. 765), so a sum at most 
 that; looked up, a tenth of the time of dividing."""
 
 
-@functools.cache
+@once
 def _tables() -> ans.TableSet:
     return ans.TableSet(logistic_tables())
 

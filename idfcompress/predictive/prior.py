@@ -33,6 +33,7 @@ from ..entropy.tables import (
     logistic_tables,
 )
 from ..errors import ModelError
+from ..once import once
 from . import kernel
 
 __all__ = [
@@ -253,7 +254,7 @@ COST_BITS = 20
 """The shift search sums costs in units of 2**-COST_BITS bits: integers, exact in any order."""
 
 
-@functools.cache
+@once
 def _costs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cost of every bin of every grid table (-log2 p, at most 40 bits, in fixed point),
     flattened, with the escape's extra 8 bits appended; each table's start and size."""

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import CorruptFile
-from . import coder, packing, prior
+from . import coder, lattice, packing, prior
 
 __all__ = [
     "DELTA_FILTER",
@@ -38,6 +38,7 @@ __all__ = [
     "delta_filter",
     "delta_unfilter",
     "encode_regions",
+    "warm_up",
 ]
 
 NO_FILTER = 0
@@ -161,6 +162,15 @@ class RegionCoding:
         if self._predictive:
             candidates.append(self._start + self._plan.payload())
         return min(candidates, key=len)
+
+
+def warm_up() -> None:
+    """Builds what the first region coded needs (the grid tables, the shift search's costs,
+    the default prior) and loads the compiled kernels, by coding a tiny region: a caller
+    may run it on a thread while it reads the image."""
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    decode_regions(encode_regions([noise]), [noise.shape])
+    lattice.release()  # its index tables are kept no longer than a codec call's
 
 
 def decode_regions(

@@ -17,6 +17,7 @@ from .errors import ImageTooLarge, VerificationFailed
 from .format import container
 from .format.layout import MARGIN_KIND, REGION_KIND, TOP_LOGISTIC, is_flow_kind
 from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
+from .predictive import regions
 
 __all__ = [
     "DEFAULT_MODE",
@@ -157,7 +158,8 @@ def decompress_image(source: Source, *, max_pixels: int | None = MAX_PIXELS) -> 
 
 def info(source: Source) -> dict[str, Any]:
     """Header fields of an .idf file (no decoding): bytes, a path or a binary file. Of a
-    path or a seekable file only the header and one byte per first flow stage are read."""
+    path or a seekable file only the header, one byte per first flow stage and two per region
+    payload are read."""
     if isinstance(source, bytes | bytearray | memoryview):
         view = memoryview(source)
         header, chunks = container.read_header(view)
@@ -224,9 +226,23 @@ def _info(
         "region_tiles": sum(1 for c in chunks if c.kind == REGION_KIND),
         "margins": sum(1 for c in chunks if c.kind == MARGIN_KIND),
         "fitted_first_stages": _fitted_first_stages(byte_at, chunks),
+        "region_coders": _region_coders(byte_at, chunks),
         "payload_bytes": sum(c.length for c in chunks),
         "pixel_sha256": header.pixel_sha256.hex(),
     }
+
+
+def _region_coders(
+    byte_at: Callable[[int], int | None], chunks: list[container.ChunkEntry]
+) -> dict[str, int]:
+    """How many region and margin payloads each coder codes (from their first two bytes)."""
+    counts: dict[str, int] = {}
+    for c in chunks:
+        if c.kind in (REGION_KIND, MARGIN_KIND) and c.length:
+            second = byte_at(c.offset + 1) if c.length > 1 else None
+            name = regions.coder_name(byte_at(c.offset), second)
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _fitted_first_stages(

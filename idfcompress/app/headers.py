@@ -3,8 +3,9 @@
 The magic is checked on the first bytes (``/dev/zero`` is refused at once), then only the
 header is read (``container.header_size_needed``); of a regular file's payloads,
 ``api.info`` reads only the first byte of each first-stage flow chunk (the "fitted prior"
-count); a stream is read no further than the header says. The file's size is compared with
-the one the header announces: a truncated file is an error, not a silent success.
+count) and the first two of each region payload (which coder, which prior); a stream is
+read no further than the header says. The file's size is compared with the one the header
+announces: a truncated file is an error, not a silent success.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def describe(name: str, fields: dict[str, Any]) -> list[str]:
         f"{fields['region_tiles']} as region payloads, {fields['margins']} margins, "
         f"{fields['fitted_first_stages']} first-stage priors fitted",
     ]
+    if fields["region_coders"]:
+        coders = ", ".join(f"{n} {name}" for name, n in fields["region_coders"].items())
+        lines.append(f"  regions   {coders}")
     for g in fields["groups"]:
         lines.append(
             f"  model     {g['model']} ({g['channels']} channel(s) from {g['first_channel']}, "

@@ -37,6 +37,7 @@ __all__ = [
     "decode_regions",
     "delta_filter",
     "delta_unfilter",
+    "coder_name",
     "encode_regions",
     "warm_up",
 ]
@@ -162,6 +163,17 @@ class RegionCoding:
         if self._predictive:
             candidates.append(self._start + self._plan.payload())
         return min(candidates, key=len)
+
+
+def coder_name(first: int | None, second: int | None) -> str:
+    """What codes a region payload that starts with bytes ``first`` and ``second`` (None:
+    absent), for ``idfc info``: e.g. ``learned prior 1`` or ``LZMA2``."""
+    names = {NO_FILTER: "LZMA2", DELTA_FILTER: "LZMA2, delta", PREDICTIVE: "rule (format 7)"}
+    if first == LEARNED:
+        return f"learned prior {second}" if second is not None else "learned prior ?"
+    if first in names:
+        return names[first]
+    return "empty" if first is None else f"unknown filter {first}"
 
 
 def warm_up() -> None:

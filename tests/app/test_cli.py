@@ -521,6 +521,37 @@ def test_info_text_and_json(photo_idf):
     assert [g["model"] for g in records[1]["groups"]] == ["tiny-rgb", "tiny-gray"]
 
 
+def ic_region_coders(data: bytes) -> dict[str, int]:
+    """Region and margin payloads by their first byte, counted from the chunk table by hand."""
+    from idfcompress.format import container, layout
+
+    _, chunks = container.read(data)
+    first = [p[:2] for e, p in chunks if e.kind in (layout.REGION_KIND, layout.MARGIN_KIND)]
+    return {
+        "learned": sum(1 for p in first if p[0] == 3),
+        "lzma": sum(1 for p in first if p[0] in (0, 1)),
+        "prior ids": {p[1] for p in first if p[0] == 3},
+    }
+
+
+def test_info_names_the_coder_of_every_region(tmp_path):
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:64, 0:128]
+    noisy = (x + y)[:, :, None] + rng.normal(0, 4, (64, 128, 3)) + 60  # the prediction wins
+    photo = np.clip(noisy, 0, 255).astype(np.uint8)
+    photo[:, :64] = 0  # a flat half: LZMA2 wins there
+    data = api.compress(photo, tile_size=32)
+    counted = ic_region_coders(data)
+    assert counted["learned"] and counted["lzma"] and counted["prior ids"] == {1}
+    fields = api.info(data)["region_coders"]
+    assert fields.get("learned prior 1") == counted["learned"]
+    assert fields.get("LZMA2", 0) + fields.get("LZMA2, delta", 0) == counted["lzma"]
+    (tmp_path / "half.idf").write_bytes(data)
+    result = idfc("info", str(tmp_path / "half.idf"))
+    exited(result, 0)
+    assert f"{counted['learned']} learned prior 1" in result.stdout
+
+
 def test_test_command(photo_idf):
     work = photo_idf.parent
     bad = bad_files(work, photo_idf.read_bytes())["corrupt"]

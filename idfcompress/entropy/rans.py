@@ -15,8 +15,9 @@ All arithmetic is on unsigned 64-bit integers, so every machine gives the same b
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from ..compiled import jit
 
 __all__ = [
     "CHUNK_BITS",
@@ -44,7 +45,7 @@ CHUNK_BITS = 16
 """An overflow's bits are coded in uniforms of at most this many bits."""
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _push(cum: np.ndarray, prob: np.ndarray, state: np.uint64, out: np.ndarray):
     """Pushes the symbols from the last to the first; returns the state and words spilled."""
     n = 0
@@ -58,7 +59,7 @@ def _push(cum: np.ndarray, prob: np.ndarray, state: np.uint64, out: np.ndarray):
     return state, n
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _push_one(cum, prob, state, out, n):
     """Pushes one symbol; returns the state and the words spilled so far."""
     if (state >> _SPILL) >= prob:
@@ -68,14 +69,14 @@ def _push_one(cum, prob, state, out, n):
     return ((state // prob) << _P) | (cum + state % prob), n
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _push_bits(value, bits, state, out, n):
     """Pushes one ``bits``-bit value (a uniform over ``2**bits``)."""
     shift = _P - np.uint64(bits)
     return _push_one(np.uint64(value) << shift, np.uint64(1) << shift, state, out, n)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _overflow(b, last):
     """The overflow ``u + 1`` of an escaped bin ``b`` and its bit length minus one."""
     v = (-b if b <= 0 else b - last) + 1
@@ -85,7 +86,7 @@ def _overflow(b, last):
     return v, length
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def push_segments(x, tid, off, bounds, cdf, starts, sizes, state):
     """Pushes segments ``bounds[k] .. bounds[k + 1]`` of the values ``x`` (table ids
     ``tid``, offsets ``off``) so that a decoder pops them with :func:`pop_segment`, first
@@ -125,7 +126,7 @@ def push_segments(x, tid, off, bounds, cdf, starts, sizes, state):
     return state, out[:n]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _pop_bin(cdf: np.ndarray, base: int, size: int, state: np.uint64, words: np.ndarray, pos: int):
     """Pops one bin of the table whose ``size + 1`` cumulative weights start at
     ``cdf[base]``; returns it, the state and the position."""
@@ -145,7 +146,7 @@ def _pop_bin(cdf: np.ndarray, base: int, size: int, state: np.uint64, words: np.
     return lo, state, pos
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _pop_bits(bits: int, state: np.uint64, words: np.ndarray, pos: int):
     """Pops one ``bits``-bit value (a uniform over ``2**bits``, bits <= 24)."""
     shift = _P - np.uint64(bits)
@@ -158,7 +159,7 @@ def _pop_bits(bits: int, state: np.uint64, words: np.ndarray, pos: int):
     return s, state, pos
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def pop_segment(
     tid: np.ndarray, off: np.ndarray, cdf: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
     state: np.uint64, words: np.ndarray, pos: int, out: np.ndarray,

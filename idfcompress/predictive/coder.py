@@ -398,7 +398,7 @@ def _decode_region(
     if work is not None:
         work.add(h * w * c, (w - 1) + 2 * (min(h, BAND) - 1) + c)
     coder = decoder.coder
-    planes, coder.state, coder.pos, status = kernel.decode_region(  # type: ignore[call-arg]
+    planes, coder.state, coder.pos, status = kernel.decode_region(
         h, w, c, gains, shifts, _ranges(c), prior.kinds(c), THRESHOLDS, BLEND_WEIGHTS,
         PREDICTOR_MATRIX, learned is not None, ids.astype(np.int64), offsets, *net,
         FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1, HALF_WIDTHS, *_tables().cumulative(),

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from ..compiled import jit
 from ..entropy.rans import pop_segment
 
 __all__ = [
@@ -57,7 +57,7 @@ _ROOTS = np.array([math.isqrt(i) for i in range(1 << 16)], dtype=np.uint8)
 # of the time of a square root and its corrections
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _root(x: int) -> int:
     """floor(sqrt(|x|)) with the sign of x (``prior.signed_root``)."""
     a = abs(x)
@@ -72,7 +72,7 @@ def _root(x: int) -> int:
     return -r if x < 0 else r
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _features(
     near, predictors, near_errors, v, prediction, first, previous, earlier, kind, feats, k
 ):  # fmt: skip
@@ -96,7 +96,7 @@ def _features(
     feats[24, k] = _root(total + 8 * gradient + (3 * earlier) // 2)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@jit(fastmath=True)
 def _accumulate(x, n, w, b, out):
     """``out[j, v] = b[j] + sum_i x[i, v] w[i, j]`` for the first ``n`` columns of ``x``.
 
@@ -135,7 +135,7 @@ def _accumulate(x, n, w, b, out):
                 out[j, v] += wij * x[i, v]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _activate(h, n, scale):
     """Rounds the first ``n`` columns of ``h`` to the next layer's unit (``* scale``, half
     up) and clips them to 0 .. ACTIVATION_MAX."""
@@ -144,7 +144,7 @@ def _activate(h, n, scale):
             h[j, v] = min(max(np.floor(h[j, v] * scale + 0.5), 0.0), _ACTIVATION_MAX)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, out, means, scales):
     """The prior's (mean relative to the rounded prediction, log-scale index) of the first
     ``n`` columns of ``feats`` into ``means`` and ``scales`` (``Prior.logistic``); ``h1``,
@@ -163,7 +163,7 @@ def _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, out, means, scales
 _BLOCK = 256  # values per network pass in :func:`logistics`
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def logistics(
     near, predictors, prediction, near_errors, first, previous, earlier, kind,
     w0, b0, w1, b1, w2, b2, scale,
@@ -195,7 +195,7 @@ def logistics(
     return means, scales
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _neighbour_cells(x, band_row, base, ring, w, cell):
     """Writes the cells of W, N, NW, NE, WW and NN of column ``x`` of the lane starting at
     ``base`` into ``cell`` (those outside the band replaced as ``lattice.neighbours``
@@ -213,7 +213,7 @@ def _neighbour_cells(x, band_row, base, ring, w, cell):
     return here
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _blend(near, cell, errors, matrix, weights, preds, v):
     """The blend (:func:`blend`) of the predictors of the value in column ``v`` of ``near``
     (6, n), which it writes to column ``v`` of ``preds`` (8, n)."""
@@ -233,7 +233,7 @@ def _blend(near, cell, errors, matrix, weights, preds, v):
     return (2 * num + den) // (2 * den)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _context_of(near, near_err, v, below, thresholds):
     """The context of one value: how many ``thresholds`` its neighbours' absolute errors
     (sixteenths), the local gradient and the earlier planes' errors at the pixel reach."""
@@ -247,7 +247,7 @@ def _context_of(near, near_err, v, below, thresholds):
     return context
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def predict(values, nbr, matrix, weights):
     """A plane's neighbour values (6, n), predictors (8, n, sixteenths) and their blend
     (n) from its ``values`` by cell (cell 0 the zero cell, pixel v in cell v + 1) and the
@@ -268,7 +268,7 @@ def predict(values, nbr, matrix, weights):
     return near, predictors, blend(predictors, errors, nbr, weights)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def blend(predictors, errors, nbr, weights):
     """The blend (sixteenths) of n values' ``predictors`` (PREDICTORS, n), each weighted by
     its errors ``errors`` (cells, PREDICTORS) at the neighbour cells ``nbr`` (n, 6); the
@@ -290,7 +290,7 @@ def blend(predictors, errors, nbr, weights):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def best_gain(target, base, error, low, high, reach):
     """The gain g in -reach .. reach (eighths; the first of equals) whose prediction
     ``clip(base + (g error >> 3), low, high)`` is closest to ``target`` in absolute sum."""
@@ -304,7 +304,7 @@ def best_gain(target, base, error, low, high, reach):
     return chosen
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def contexts(values, nbr, errors16, earlier, thresholds):
     """The context of each of n values (:func:`_context_of`) from the plane's ``values``
     and absolute prediction errors ``errors16`` by cell, the neighbour cells ``nbr``
@@ -321,7 +321,7 @@ def contexts(values, nbr, errors16, earlier, thresholds):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _tables_of(
     n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min, top,
     half_widths, tid, off,
@@ -342,7 +342,7 @@ def _tables_of(
         off[i] = k - half_widths[g]
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def decode_region(
     h, w, c, gains, shifts, ranges, kinds, thresholds, weights, matrix,
     learned, rule_ids, rule_offsets, w0, b0, w1, b1, w2, b2, scale,
@@ -455,7 +455,7 @@ def decode_region(
     return out, state, pos, 0
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _cost(residual, scale, dm, dl, costs, starts, sizes, half_widths, fit_min, top):
     """The cost (table units) of values whose distance from their logistic's mean is
     ``residual`` (sixteenths) and whose log-scale index is ``scale``, with the logistics
@@ -475,7 +475,7 @@ def _cost(residual, scale, dm, dl, costs, starts, sizes, half_widths, fit_min, t
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def fit_shifts(
     coded, mean, scale, contexts, count, costs, starts, sizes, half_widths, fit_min, top,
     reach, scale_steps, mean_steps, passes,

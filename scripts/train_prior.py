@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,18 @@ def load(path: Path) -> np.ndarray:
     return np.ascontiguousarray(pixels if pixels.ndim == 3 else pixels[:, :, None])
 
 
-def samples(paths: list[Path], per_plane: int, grey_share: float, seed: int) -> dict:
-    """Features, coded values of sampled values of every 256-px tile of the images."""
+def tile_view(tile: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per plane of a tile: the prior's features of every value and its coded residual."""
+    planes, _ = coder.analyse(tile, with_features=True)
+    return [(p.features, p.coded) for p in planes if p.features is not None]
+
+
+def samples(
+    paths: list[Path], per_plane: int, grey_share: float, seed: int,
+    view: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]] = tile_view,
+) -> dict:  # fmt: skip
+    """Features, coded values of sampled values of every 256-px tile of the images (``view``
+    gives a tile's features and coded values per plane)."""
     rng = np.random.default_rng(seed)
     feats, coded = [], []
     for path in paths:
@@ -58,20 +69,18 @@ def samples(paths: list[Path], per_plane: int, grey_share: float, seed: int) -> 
             pixels = luma.astype(np.uint8)[:, :, None]
         for y in range(0, pixels.shape[0], 256):
             for x in range(0, pixels.shape[1], 256):
-                tile = pixels[y : y + 256, x : x + 256]
-                planes, _ = coder.analyse(tile, with_features=True)
-                for p in planes:
-                    pick = rng.choice(p.coded.size, min(per_plane, p.coded.size), replace=False)
-                    feats.append(p.features[pick].astype(np.float32))
-                    coded.append(p.coded[pick].astype(np.float32))
+                for f, c in view(pixels[y : y + 256, x : x + 256]):
+                    pick = rng.choice(c.size, min(per_plane, c.size), replace=False)
+                    feats.append(f[pick].astype(np.float32))
+                    coded.append(c[pick].astype(np.float32))
     return {"features": np.concatenate(feats), "coded": np.concatenate(coded)}
 
 
 class Net(nn.Module):
-    def __init__(self, hidden: int = prior.HIDDEN) -> None:
+    def __init__(self, hidden: int = prior.HIDDEN, inputs: int = prior.FEATURES) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            [nn.Linear(prior.FEATURES, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 2)]
+            [nn.Linear(inputs, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 2)]
         )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:

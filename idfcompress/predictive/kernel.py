@@ -160,7 +160,18 @@ def _network(feats, n, w0, b0, w1, b1, w2, b2, scale, h1, h2, out, means, scales
         scales[v] = np.floor(out[1, v] * scale[2] + 0.5) + _LOGSCALE_CENTRE
 
 
-_BLOCK = 256  # values per network pass in :func:`logistics`
+_BLOCK = 256  # values per network pass
+
+
+@jit()
+def _network_scratch():
+    """Scratch for :func:`_network` on a block: features, both hidden layers, outputs."""
+    return (
+        np.empty((_FEATURES, _BLOCK), dtype=np.float64),
+        np.empty((_HIDDEN, _BLOCK), dtype=np.float64),
+        np.empty((_HIDDEN, _BLOCK), dtype=np.float64),
+        np.empty((2, _BLOCK), dtype=np.float64),
+    )
 
 
 @jit()
@@ -174,10 +185,7 @@ def logistics(
     n = prediction.size
     means = np.empty(n, dtype=np.int64)
     scales = np.empty(n, dtype=np.int64)
-    feats = np.empty((_FEATURES, _BLOCK), dtype=np.float64)
-    h1 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
-    h2 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
-    out = np.empty((2, _BLOCK), dtype=np.float64)
+    feats, h1, h2, out = _network_scratch()
     mean = np.empty(_BLOCK, dtype=np.float64)
     log_scale = np.empty(_BLOCK, dtype=np.float64)
     for start in range(0, n, _BLOCK):
@@ -379,10 +387,7 @@ def decode_region(
     near_err = np.empty((6, lanes), dtype=np.int64)
     cell = np.empty(6, dtype=np.int64)
     # the network runs on blocks of a step's values, so that its scratch stays small
-    feats = np.empty((_FEATURES, _BLOCK), dtype=np.float64)
-    h1 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
-    h2 = np.empty((_HIDDEN, _BLOCK), dtype=np.float64)
-    net_out = np.empty((2, _BLOCK), dtype=np.float64)
+    feats, h1, h2, net_out = _network_scratch()
     mean = np.empty(lanes, dtype=np.float64)
     log_scale = np.empty(lanes, dtype=np.float64)
     count = (w - 1) + 2 * (min(h, _BAND) - 1) + (c - 1) + 1

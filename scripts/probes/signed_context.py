@@ -23,17 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_prior import DATA, INPUT_SCALE, ROOT, image_files, load  # noqa: E402
+from train_prior import DATA, ROOT, Net, bits, image_files, samples  # noqa: E402
 
-from idfcompress.entropy.tables import (  # noqa: E402
-    FIT_MIN_LOGSCALE,
-    LOGSCALE_COUNT,
-    LOGSCALE_MIN,
-    LOGSCALE_STEP,
-)
 from idfcompress.predictive import coder, lattice, prior  # noqa: E402
 
 RUN = ROOT / "runs" / "signed-context"
@@ -53,53 +46,11 @@ def tile_features(tile: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def samples(paths: list[Path], per_plane: int, grey_share: float, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    feats, coded = [], []
-    for path in paths:
-        pixels = load(path)
-        if pixels.shape[2] == 3 and rng.random() < grey_share:
-            luma = pixels.astype(np.int64) @ np.array([299, 587, 114]) // 1000
-            pixels = luma.astype(np.uint8)[:, :, None]
-        for y in range(0, pixels.shape[0], 256):
-            for x in range(0, pixels.shape[1], 256):
-                for f, c in tile_features(pixels[y : y + 256, x : x + 256]):
-                    pick = rng.choice(c.size, min(per_plane, c.size), replace=False)
-                    feats.append(f[pick].astype(np.float32))
-                    coded.append(c[pick].astype(np.float32))
-    return {"features": np.concatenate(feats), "coded": np.concatenate(coded)}
-
-
-class Net(nn.Module):
-    def __init__(self, inputs: int, hidden: int = prior.HIDDEN) -> None:
-        super().__init__()
-        sizes = [(inputs, hidden), (hidden, hidden), (hidden, 2)]
-        self.layers = nn.ModuleList([nn.Linear(a, b) for a, b in sizes])
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        h = f / INPUT_SCALE
-        for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if i < 2:
-                h = torch.relu(h)
-        return h
-
-
-def bits(net: Net, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    out = net(f)
-    mean = (f[:, 18] + out[:, 0]) / 16.0
-    g = torch.clamp(out[:, 1] + prior.LOGSCALE_CENTRE, FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1)
-    inv = torch.exp(-(LOGSCALE_MIN + g * LOGSCALE_STEP))
-    upper = torch.sigmoid((x + 0.5 - mean) * inv)
-    lower = torch.sigmoid((x - 0.5 - mean) * inv)
-    return -torch.log2(torch.clamp(upper - lower, min=2.0**-24))
-
-
 def train(data: dict, inputs: int, minutes: float, lr: float = 2e-3) -> list:
     torch.manual_seed(0)
     tf, tc = torch.from_numpy(data["tf"][:, :inputs]), torch.from_numpy(data["tc"])
     vf, vc = torch.from_numpy(data["vf"][:, :inputs]), torch.from_numpy(data["vc"])
-    net = Net(inputs)
+    net = Net(prior.HIDDEN, inputs)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
     begin = time.monotonic()
@@ -135,8 +86,8 @@ def main() -> None:
     cache = RUN / "samples.npz"
     if args.prepare:
         started = time.monotonic()
-        train_set = samples(image_files(DATA / "train"), args.per_plane, 0.3, seed=1)
-        val_set = samples(image_files(DATA / "val"), 200, 0.0, seed=2)
+        train_set = samples(image_files(DATA / "train"), args.per_plane, 0.3, 1, tile_features)
+        val_set = samples(image_files(DATA / "val"), 200, 0.0, 2, tile_features)
         np.savez(cache, tf=train_set["features"], tc=train_set["coded"],
                  vf=val_set["features"], vc=val_set["coded"])  # fmt: skip
         print(f"{train_set['coded'].size} training, {val_set['coded'].size} validation values "

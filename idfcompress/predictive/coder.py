@@ -6,18 +6,20 @@ simple predictors from its neighbours W, N, NW, NE, WW and NN, each weighted by 
 square of its errors at those neighbours; the planes after the first add the first and the
 previous plane's prediction errors at the same pixel, times gains the encoder picks per
 region. The value's distance from the rounded prediction is coded with the grid logistic
-(``distributions``) of one of ``CONTEXTS`` contexts, chosen by the neighbours' prediction
-errors, the local gradient and the earlier planes' errors at the pixel; the encoder fits
-each context's logistic and stores it before the stream.
+of its own, given by the learned prior (``prior``) and moved by the shifts of one of
+``CONTEXTS`` contexts, chosen by the neighbours' prediction errors, the local gradient and
+the earlier planes' errors at the pixel; the encoder fits each context's shifts and stores
+them before the stream (format 7 payloads: one fitted logistic per context instead).
 
 A decoder needs a pixel's neighbours before its prediction and the earlier planes at that
 pixel before its own, so a region wider than tall is coded transposed, cut into bands of
 ``BAND`` rows predicted independently, and pixel (y, x) of plane i (y within its band) is
-coded in step ``x + 2 y + i``: one entropy segment per step, predicted in one numpy pass.
-docs/FORMAT.md ("Predictive payload") specifies every formula. The decoder keeps only the
-last few columns of every row (``lattice.Lanes``) and refuses payloads that claim more
-values than their bytes can code at the encoder's rates (``VALUES_PER_BYTE``), so its
-memory and time follow what the file can justify (docs/RELIABILITY.md, "Budget").
+coded in step ``x + 2 y + i``: one entropy segment per step. The per-value arithmetic runs
+compiled (``kernel``: the decoder's whole walk is one call). docs/FORMAT.md ("Predictive
+payload") specifies every formula. The decoder keeps only the last few columns of every
+row and refuses payloads that claim more values than their bytes can code at the
+encoder's rates (``VALUES_PER_BYTE``), so its memory and time follow what the file can
+justify (docs/RELIABILITY.md, "Budget").
 """
 
 from __future__ import annotations

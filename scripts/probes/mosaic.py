@@ -2,7 +2,7 @@
 photos (the validation data holds no colour photo that large).
 
     .venv/bin/python scripts/probes/mosaic.py bench-out/mosaic-12mp.png
-    /usr/bin/time -v .venv/bin/idfc compress bench-out/mosaic-12mp.png -o /tmp/m.idf
+    /usr/bin/time -v .venv/bin/idfc compress bench-out/mosaic-12mp.png -o bench-out/mosaic-12mp.idf
 """
 
 from __future__ import annotations

@@ -480,6 +480,29 @@ def _cost(residual, scale, dm, dl, costs, starts, sizes, half_widths, fit_min, t
     return total
 
 
+@jit(inline="always")
+def _search(residual, g, dm, dl, best, steps, of_mean, reach, args):
+    """One coordinate of the shift search: the mean shift (``of_mean``) or the log-scale
+    shift moved by each of ``steps`` either way (within +-``reach``) while that lowers the
+    cost ``best``; returns both shifts and the cost."""
+    for step in steps:
+        at = dm if of_mean else dl
+        for cand in (at - step, at + step):
+            if abs(cand) <= reach:
+                c = (
+                    _cost(residual, g, cand, dl, *args)
+                    if of_mean
+                    else _cost(residual, g, dm, cand, *args)
+                )
+                if c < best:
+                    best = c
+                    if of_mean:
+                        dm = cand
+                    else:
+                        dl = cand
+    return dm, dl, best
+
+
 @jit()
 def fit_shifts(
     coded, mean, scale, contexts, count, costs, starts, sizes, half_widths, fit_min, top,
@@ -509,18 +532,8 @@ def fit_shifts(
         dm, dl = 0, 0
         best = _cost(residual, g, 0, 0, *args)
         for _ in range(passes):
-            for step in scale_steps:
-                for cand in (dl - step, dl + step):
-                    if abs(cand) <= reach:
-                        c = _cost(residual, g, dm, cand, *args)
-                        if c < best:
-                            best, dl = c, cand
-            for step in mean_steps:
-                for cand in (dm - step, dm + step):
-                    if abs(cand) <= reach:
-                        c = _cost(residual, g, cand, dl, *args)
-                        if c < best:
-                            best, dm = c, cand
+            dm, dl, best = _search(residual, g, dm, dl, best, scale_steps, False, reach, args)
+            dm, dl, best = _search(residual, g, dm, dl, best, mean_steps, True, reach, args)
         shifts[k, 0], shifts[k, 1] = dm, dl
         total += best
     moved_mean = np.empty_like(mean)

@@ -37,6 +37,7 @@ __all__ = [
     "TableSet",
     "decode",
     "encode",
+    "encode_cut",
     "encode_segments",
     "ideal_bits_of_tables",
 ]
@@ -168,10 +169,20 @@ def encode_segments(
         parts = [np.ravel(segment[k]) for segment in segments]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    x, tid, off = _check_segment(joined(0), joined(1), joined(2), tables)
+    cuts = np.cumsum([np.size(segment[0]) for segment in segments])[:-1]
+    return encode_cut(joined(0), joined(1), joined(2), cuts, tables)
+
+
+def encode_cut(
+    values: np.ndarray, table_ids: np.ndarray, offsets: np.ndarray, cuts: np.ndarray,
+    tables: TableSet,
+) -> bytes:  # fmt: skip
+    """:func:`encode_segments` of 1-D arrays cut into segments at the indices ``cuts`` (as
+    ``np.split`` cuts them), without making the segments."""
+    x, tid, off = _check_segment(values, table_ids, offsets, tables)
     if not x.size:
         return b""
-    bounds = np.concatenate([[0], np.cumsum([np.size(s[0]) for s in segments])]).astype(np.int64)
+    bounds = np.concatenate([[0], np.asarray(cuts, np.int64), [x.size]]).astype(np.int64)
     coder = rans.Encoder()
     coder.push_segments(x, tid, off, bounds, *tables.cumulative())
     return coder.words().astype("<u4").tobytes()

@@ -290,18 +290,16 @@ class Plan:
 
     def payload(self) -> bytes:
         """The regions' predictive payload (:func:`decode` reads it)."""
-        # split into steps only here: most plans are size estimates that are never coded
-        segments = [
-            part
-            for values, ids, offsets, bounds in self._regions
-            for part in zip(
-                np.split(values, bounds),
-                np.split(ids, bounds),
-                np.split(offsets, bounds),
-                strict=True,
-            )
-        ]
-        return bytes(self._head) + ans.encode_segments(segments, _tables())
+        # every step of every region is one segment: cut where a region or a step starts
+        if not self._regions:
+            return bytes(self._head)
+        cuts, start = [], 0
+        for values, _, _, bounds in self._regions:
+            cuts += [np.array([start]), start + bounds] if start else [bounds]
+            start += values.size
+        values, ids, offsets = (np.concatenate([r[k] for r in self._regions]) for k in range(3))
+        stream = ans.encode_cut(values, ids, offsets, np.concatenate(cuts), _tables())
+        return bytes(self._head) + stream
 
 
 def plan(regions: Sequence[np.ndarray], learned: prior.Prior | None = None) -> Plan:

@@ -267,3 +267,17 @@ def test_segments_round_trip_one_by_one():
     for values, tid, offsets in segments:
         assert np.array_equal(decoder.decode(tid, offsets), values)
     decoder.finish()
+
+
+def test_cut_arrays_give_the_segments_payload():
+    rng = np.random.default_rng(8)
+    tables = _random_tables(rng, 5, max_size=30)
+    sizes = [3, 0, 7, 0, 0, 12, 1]  # empty segments too
+    segments = []
+    for n in sizes:
+        tid = rng.integers(0, 5, n)
+        offsets = rng.integers(-3, 3, n)
+        segments.append((offsets + rng.integers(-5, 40, n), tid, offsets))
+    flat = [np.concatenate([s[k] for s in segments]) for k in range(3)]
+    cuts = np.cumsum(sizes)[:-1]
+    assert E.encode_cut(*flat, cuts, tables) == E.encode_segments(segments, tables)

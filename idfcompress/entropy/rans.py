@@ -27,6 +27,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "pop_segment",
+    "pop_value",
 ]
 
 PRECISION = 24
@@ -86,6 +87,15 @@ def _overflow(b, last):
     return v, length
 
 
+@jit(inline="always")
+def _push_bin(x, tid, off, i, cdf, starts, sizes, state, out, n):
+    """Pushes the bin of value ``i`` (its table's end bin for an escape)."""
+    t = tid[i]
+    at = starts[t] + min(max(x[i] - off[i], 0), sizes[t] - 1)
+    cum = np.uint64(cdf[at])
+    return _push_one(cum, np.uint64(cdf[at + 1]) - cum, state, out, n)
+
+
 @jit()
 def push_segments(x, tid, off, bounds, cdf, starts, sizes, state):
     """Pushes segments ``bounds[k] .. bounds[k + 1]`` of the values ``x`` (table ids
@@ -116,13 +126,13 @@ def push_segments(x, tid, off, bounds, cdf, starts, sizes, state):
             b = x[i] - off[i]
             if b <= 0 or b >= last:
                 state, n = _push_bits(_overflow(b, last)[1], LENGTH_BITS, state, out, n)
+        # a one-value segment (the online predictive coder's) needs no sort
+        if hi - lo == 1:  # a one-value segment (the online predictive coder's): no sort
+            state, n = _push_bin(x, tid, off, lo, cdf, starts, sizes, state, out, n)
+            continue
         order = np.argsort(tid[lo:hi], kind="mergesort") + lo
         for j in range(order.size - 1, -1, -1):
-            i = order[j]
-            t = tid[i]
-            at = starts[t] + min(max(x[i] - off[i], 0), sizes[t] - 1)
-            cum = np.uint64(cdf[at])
-            state, n = _push_one(cum, np.uint64(cdf[at + 1]) - cum, state, out, n)
+            state, n = _push_bin(x, tid, off, order[j], cdf, starts, sizes, state, out, n)
     return state, out[:n]
 
 
@@ -204,6 +214,28 @@ def pop_segment(
             x = x - (v - 1) if b == 0 else x + (v - 1)
         out[j] = x
     return state, pos, False
+
+
+@jit(inline="always")
+def pop_value(
+    t: int, off: int, cdf: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+    state: np.uint64, words: np.ndarray, pos: int,
+):  # fmt: skip
+    """Pops a segment of one value (what :func:`pop_segment` pops for one value: its bin,
+    then, for an escape, its overflow's length and chunks) of table ``t`` at offset ``off``;
+    returns the value, the state, the position and whether the overflow was too long."""
+    b, state, pos = _pop_bin(cdf, starts[t], sizes[t], state, words, pos)
+    x = b + off
+    if b == 0 or b == sizes[t] - 1:
+        length, state, pos = _pop_bits(LENGTH_BITS, state, words, pos)
+        if length > MAX_LENGTH:
+            return x, state, pos, True
+        v = np.int64(1) << length
+        for shift in range(0, length, CHUNK_BITS):
+            chunk, state, pos = _pop_bits(min(CHUNK_BITS, length - shift), state, words, pos)
+            v |= np.int64(chunk) << shift
+        x = x - (v - 1) if b == 0 else x + (v - 1)
+    return x, state, pos, False
 
 
 class Encoder:

@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 8
-#: Versions this reader decodes: 7 differs from 8 only in the region filters it may hold.
-READABLE_VERSIONS: tuple[int, ...] = (7, 8)
+FORMAT_VERSION = 9
+#: Versions this reader decodes: 7 and 8 differ from 9 only in the region filters they hold.
+READABLE_VERSIONS: tuple[int, ...] = (7, 8, 9)
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}

@@ -9,7 +9,9 @@ region. The value's distance from the rounded prediction is coded with the grid 
 of its own, given by the learned prior (``prior``) and moved by the shifts of one of
 ``CONTEXTS`` contexts, chosen by the neighbours' prediction errors, the local gradient and
 the earlier planes' errors at the pixel; the encoder fits each context's shifts and stores
-them before the stream (format 7 payloads: one fitted logistic per context instead).
+them before the stream (format 7 payloads: one fitted logistic per context instead). With
+the online filter (``online``, format 9) each value's prior mean is first corrected by a
+linear filter learnt value by value while coding, and every value is its own segment.
 
 A decoder needs a pixel's neighbours before its prediction and the earlier planes at that
 pixel before its own, so a region wider than tall is coded transposed, cut into bands of
@@ -42,7 +44,7 @@ from ..entropy.tables import (
 )
 from ..errors import CorruptFile, ImageTooLarge
 from ..once import once
-from . import kernel, prior
+from . import kernel, online, prior, search
 from .lattice import BAND, neighbours, steps
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "PREDICTOR_MATRIX",
     "PREDICTORS",
     "VALUES_PER_BYTE",
+    "coded_planes",
+    "plane_ranges",
     "Plan",
     "Work",
     "decode",
@@ -84,7 +88,7 @@ def _tables() -> ans.TableSet:
     return ans.TableSet(logistic_tables())
 
 
-def _ranges(channels: int) -> np.ndarray:
+def plane_ranges(channels: int) -> np.ndarray:
     """(lowest, highest) value of each plane, in sixteenths."""
     ranges = np.array([(0, 255)] * channels, dtype=np.int64)
     if channels in (3, 4):
@@ -92,7 +96,7 @@ def _ranges(channels: int) -> np.ndarray:
     return 16 * ranges
 
 
-def _planes(region: np.ndarray) -> np.ndarray:
+def coded_planes(region: np.ndarray) -> np.ndarray:
     """(C, H' W') plane values of an (H, W, C) region, transposed when W > H."""
     r = region.astype(np.int64)
     if _coded_shape(*r.shape[:2]) != r.shape[:2]:
@@ -104,7 +108,7 @@ def _planes(region: np.ndarray) -> np.ndarray:
 
 
 def rebuilt_region(planes: np.ndarray, h: int, w: int) -> np.ndarray:
-    """The (h, w, C) uint8 region whose :func:`_planes` are given (``CorruptFile`` if a
+    """The (h, w, C) uint8 region whose :func:`coded_planes` are given (``CorruptFile`` if a
     rebuilt R or B falls outside 0 .. 255)."""
     channels = planes.copy()
     if channels.shape[0] in (3, 4):
@@ -135,14 +139,14 @@ PREDICTOR_MATRIX = np.array(
 """Predictor j is row j times (W, N, NW, NE, WW, NN), in sixteenths."""
 
 
-def head_size(channels: int) -> int:
-    """Bytes of one region's gains and context tables."""
-    return 2 * max(channels - 1, 0) + 2 * CONTEXTS * channels
+def head_size(channels: int, online: bool = False) -> int:
+    """Bytes of one region's gains, online rates (``online``) and context tables."""
+    return 2 * max(channels - 1, 0) + (channels if online else 0) + 2 * CONTEXTS * channels
 
 
 def _best_gain(target: np.ndarray, base: np.ndarray, error: np.ndarray, ranges) -> int:
     """The gain (eighths) that brings ``base + gain error / 8`` closest to ``target``."""
-    return int(kernel.best_gain(target, base, error, int(ranges[0]), int(ranges[1]), GAIN_RANGE))
+    return int(search.best_gain(target, base, error, int(ranges[0]), int(ranges[1]), GAIN_RANGE))
 
 
 def _rule(coded: np.ndarray, contexts: np.ndarray):
@@ -203,7 +207,7 @@ def analyse(
     h, w = _coded_shape(*region.shape[:2])
     c = region.shape[2]
     nbr = neighbours(h, w)
-    ranges = _ranges(c)
+    ranges = plane_ranges(c)
     cells = h * w + 1
     earlier = np.zeros(h * w, dtype=np.int64)
     chosen = np.zeros((max(c - 1, 0), 2), dtype=np.int64)
@@ -211,7 +215,7 @@ def analyse(
     out = []
     kind = prior.kinds(c)
     net = _network(learned) if learned is not None else None
-    for i, plane in enumerate(_planes(region)):
+    for i, plane in enumerate(coded_planes(region)):
         values = np.zeros(cells, dtype=np.int64)
         values[1:] = plane
         near, predictors, prediction = kernel.predict(values, nbr, PREDICTOR_MATRIX, BLEND_WEIGHTS)
@@ -252,11 +256,14 @@ class Plan:
         regions: Sequence[np.ndarray],
         gains: bool = True,
         learned: prior.Prior | None = None,
+        online: bool = False,
     ) -> None:
         """``gains=False`` leaves every gain 0 (to measure what the gains bring);
-        ``learned``: code with that prior (format 8) instead of the hand-made rule."""
+        ``learned``: code with that prior (format 8) instead of the hand-made rule;
+        ``online``: correct its means with the online filter (needs ``learned``)."""
         self._gains = gains
         self._prior = learned
+        self._online = online and learned is not None
         self._head = bytearray()
         # per region: coded values, table ids and offsets in coding order, step boundaries
         self._regions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -266,7 +273,7 @@ class Plan:
             if h * w * c:
                 bits += self._add(region)
             else:
-                self._head += bytes(head_size(c))
+                self._head += bytes(head_size(c, self._online))
         self.size = len(self._head) + int(np.ceil(bits / 8)) + 4
 
     def _add(self, region: np.ndarray) -> float:
@@ -276,13 +283,17 @@ class Plan:
         planes, gains = analyse(region, gains=self._gains, learned=self._prior)
         coded = np.stack([p.coded for p in planes])
         contexts = np.stack([p.contexts for p in planes])
+        order, bounds = steps(h, w, c)
+        self._head += gains.astype(np.int8).tobytes()
+        if self._online:
+            self._head += _corrected(region, planes, order).astype(np.uint8).tobytes()
+            bounds = np.arange(1, coded.size)  # every value a segment of its own
         if self._prior is None:
             table, means, scales, bits = _rule(coded, contexts)
         else:
             table, means, scales, bits = _learned(planes)
-        self._head += gains.astype(np.int8).tobytes() + table.tobytes()
+        self._head += table.tobytes()
         ids, offsets = grid_ids(means, scales)
-        order, bounds = steps(h, w, c)
         plane_of, cell = np.divmod(order, h * w + 1)
         at = plane_of * (h * w) + cell - 1
         self._regions.append((coded.ravel()[at], ids.ravel()[at], offsets.ravel()[at], bounds))
@@ -302,10 +313,36 @@ class Plan:
         return bytes(self._head) + stream
 
 
-def plan(regions: Sequence[np.ndarray], learned: prior.Prior | None = None) -> Plan:
+def plan(
+    regions: Sequence[np.ndarray], learned: prior.Prior | None = None, online: bool = False
+) -> Plan:
     """The predictive coding of the given (H, W, C) uint8 regions (with the ``learned``
-    prior, or the hand-made rule when None)."""
-    return Plan(regions, learned=learned)
+    prior, or the hand-made rule when None; ``online``: with the online filter)."""
+    return Plan(regions, learned=learned, online=online)
+
+
+def _corrected(region: np.ndarray, planes: list[Analysis], order: np.ndarray) -> np.ndarray:
+    """Picks each plane's online rate by the estimated bits and moves its analysis's means
+    to that rate's; returns the rates."""
+    h, w = _coded_shape(*region.shape[:2])
+    n, c = h * w, region.shape[2]
+    values = np.zeros((c, n + 1), dtype=np.int64)
+    values[:, 1:] = coded_planes(region)
+    prior_means, scales = [], []
+    for p in planes:
+        assert p.mean is not None and p.scale is not None
+        prior_means.append(p.mean)
+        scales.append(p.scale)
+    costs, starts, sizes = prior.bin_costs()
+    means, cost = online.means(
+        order, n, values, np.stack([p.coded for p in planes]), np.stack(prior_means),
+        np.stack(scales), neighbours(h, w), costs, starts, sizes, HALF_WIDTHS,
+        FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1,
+    )  # fmt: skip
+    best = np.argmin(cost, axis=1)  # the first of equal costs: off before any rate
+    for i, p in enumerate(planes):
+        p.mean = means[best[i], i]
+    return online.RATES[best]
 
 
 VALUES_PER_BYTE = 32
@@ -339,14 +376,17 @@ def decode(
     budget: float | None = VALUES_PER_BYTE,
     work: Work | None = None,
     learned: prior.Prior | None = None,
+    online: bool = False,
 ) -> list[np.ndarray]:
     """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`.
 
     ``ImageTooLarge`` when the regions have more than ``budget`` values per byte of the
     stream (+ 8), before anything is decoded (``None``: no budget); ``work`` counts what the
-    decoding costs; ``learned``: the prior the payload was coded with (None: the rule).
+    decoding costs; ``learned``: the prior the payload was coded with (None: the rule);
+    ``online``: it was coded with the online filter.
     """
-    head = sum(head_size(c) for _, _, c in shapes)
+    online = online and learned is not None
+    head = sum(head_size(c, online) for _, _, c in shapes)
     if len(payload) < head:
         raise CorruptFile("predictive payload shorter than its context tables")
     values = sum(h * w * c for h, w, c in shapes)
@@ -361,9 +401,9 @@ def decode(
     decoder = ans.SegmentDecoder(payload[head:], _tables())
     regions, start = [], 0
     for h, w, c in shapes:
-        size = head_size(c)
+        size = head_size(c, online)
         head_bytes = payload[start : start + size]
-        regions.append(_decode_region(decoder, head_bytes, (h, w, c), work, learned))
+        regions.append(_decode_region(decoder, head_bytes, (h, w, c), work, learned, online))
         start += size
     decoder.finish()
     return regions
@@ -375,6 +415,7 @@ def _decode_region(
     shape: tuple[int, int, int],
     work: Work | None,
     learned: prior.Prior | None,
+    online_filter: bool,
 ) -> np.ndarray:
     height, width, c = shape
     if not height * width * c:
@@ -382,6 +423,13 @@ def _decode_region(
     split = 2 * (c - 1)
     gains = np.zeros((c, 2), dtype=np.int64)
     gains[1:] = np.frombuffer(head[:split], dtype=np.int8).reshape(c - 1, 2)
+    rates = np.zeros(0, dtype=np.int64)
+    if online_filter:
+        rates = np.frombuffer(head[split : split + c], dtype=np.uint8).astype(np.int64)
+        low, high = online.RATE_RANGE
+        if np.any((rates != 0) & ((rates < low) | (rates > high))):
+            raise CorruptFile("predictive payload has an unknown online rate")
+        split += c
     params = np.frombuffer(head[split:], dtype=np.uint8).reshape(c * CONTEXTS, 2)
     shifts = np.zeros((c * CONTEXTS, 2), dtype=np.int64)
     ids = offsets = np.zeros(c * CONTEXTS, dtype=np.int64)
@@ -399,8 +447,8 @@ def _decode_region(
         work.add(h * w * c, (w - 1) + 2 * (min(h, BAND) - 1) + c)
     coder = decoder.coder
     planes, coder.state, coder.pos, status = kernel.decode_region(
-        h, w, c, gains, shifts, _ranges(c), prior.kinds(c), THRESHOLDS, BLEND_WEIGHTS,
-        PREDICTOR_MATRIX, learned is not None, ids.astype(np.int64), offsets, *net,
+        h, w, c, gains, shifts, plane_ranges(c), prior.kinds(c), THRESHOLDS, BLEND_WEIGHTS,
+        PREDICTOR_MATRIX, learned is not None, rates, ids.astype(np.int64), offsets, *net,
         FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1, HALF_WIDTHS, *_tables().cumulative(),
         coder.state, coder.words, coder.pos,
     )  # fmt: skip

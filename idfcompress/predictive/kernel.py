@@ -1,6 +1,7 @@
 """The predictive coder's per-value arithmetic, compiled (numba): the decoder's whole walk
-through a region, the learned prior's logistic of every value, and the encoder's search
-of the per-context shifts.
+through a region (with the online filter, ``online``, where the payload has one), the
+learned prior's logistic of every value, predictors, blend and contexts (the encoder's
+searches are in ``search``).
 
 The same two functions turn a value's causal inputs into its features (:func:`_features`)
 and run the prior's integer network on a batch of them (:func:`_network`); the encoder
@@ -23,16 +24,15 @@ import math
 import numpy as np
 
 from ..compiled import jit
-from ..entropy.rans import pop_segment
+from ..entropy.rans import pop_segment, pop_value
+from . import online
 
 __all__ = [
     "BAD_PIXEL",
     "BAD_STREAM",
-    "best_gain",
     "blend",
     "contexts",
     "decode_region",
-    "fit_shifts",
     "logistics",
     "predict",
 ]
@@ -299,20 +299,6 @@ def blend(predictors, errors, nbr, weights):
 
 
 @jit()
-def best_gain(target, base, error, low, high, reach):
-    """The gain g in -reach .. reach (eighths; the first of equals) whose prediction
-    ``clip(base + (g error >> 3), low, high)`` is closest to ``target`` in absolute sum."""
-    best, chosen = -1, 0
-    for g in range(-reach, reach + 1):
-        total = 0
-        for v in range(target.size):
-            total += abs(target[v] - min(max(base[v] + ((g * error[v]) >> 3), low), high))
-        if best < 0 or total < best:
-            best, chosen = total, g
-    return chosen
-
-
-@jit()
 def contexts(values, nbr, errors16, earlier, thresholds):
     """The context of each of n values (:func:`_context_of`) from the plane's ``values``
     and absolute prediction errors ``errors16`` by cell, the neighbour cells ``nbr``
@@ -329,31 +315,92 @@ def contexts(values, nbr, errors16, earlier, thresholds):
     return out
 
 
+@jit(inline="always")
+def _table_of(mean, log_scale, context, shifts, fit_min, top, half_widths):
+    """The grid table and offset of a value whose prior logistic (``mean``, ``log_scale``)
+    is moved by its context's ``shifts`` and kept on the grid."""
+    m = mean + shifts[context, 0]
+    g = min(max(log_scale + shifts[context, 1], fit_min), top)
+    k = m // _MEAN_STEPS
+    return g * _MEAN_STEPS + (m - k * _MEAN_STEPS), k - half_widths[g]
+
+
 @jit()
 def _tables_of(
     n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min, top,
     half_widths, tid, off,
 ):  # fmt: skip
     """The grid tables and offsets of a step's n values: the prior's logistics moved by
-    their contexts' shifts and kept on the grid (``learned``), else their contexts' rule
-    tables."""
+    their contexts' shifts (``learned``), else their contexts' rule tables."""
     for i in range(n):
         context = contexts[i]
-        if not learned:
+        if learned:
+            tid[i], off[i] = _table_of(
+                int(mean[i]), int(log_scale[i]), context, shifts, fit_min, top, half_widths
+            )
+        else:
             tid[i] = rule_ids[context]
             off[i] = rule_offsets[context]
-            continue
-        m = int(mean[i]) + shifts[context, 0]
-        g = min(max(int(log_scale[i]) + shifts[context, 1], fit_min), top)
-        k = m // _MEAN_STEPS
-        tid[i] = g * _MEAN_STEPS + (m - k * _MEAN_STEPS)
-        off[i] = k - half_widths[g]
+
+
+@jit(inline="always")
+def _online_inputs(u, resid, values, cell, here, plane, plane_cells, prediction):
+    """The online filter's inputs of the value at cell ``here`` of plane ``plane``."""
+    first = resid[here - plane * plane_cells] if plane else 0
+    previous = resid[here - plane_cells] if plane else 0
+    online.gather(u, resid, values, cell, first, previous, (prediction + 8) >> 4)
+
+
+@jit()
+def _pop_online(
+    n, h, lane_of, at, rates, filters, inputs, resid, mean, log_scale, contexts, shifts,
+    fit_min, top, half_widths, cdf, starts, sizes, state, words, pos, got,
+):  # fmt: skip
+    """Pops a step's n values one by one, each value's prior mean corrected by its plane's
+    online filter, which then learns from the value; returns the state, the position and
+    whether the stream was bad."""
+    for i in range(n):
+        plane = lane_of[i] // h
+        rate = rates[plane]
+        correction = online.output(filters[plane], inputs[i]) if rate else 0
+        m = online.corrected(int(mean[i]), correction)
+        t, o = _table_of(m, int(log_scale[i]), contexts[i], shifts, fit_min, top, half_widths)
+        got[i], state, pos, bad = pop_value(t, o, cdf, starts, sizes, state, words, pos)
+        if bad:
+            return state, pos, True
+        r = 16 * got[i] - int(mean[i])
+        resid[at[i]] = r
+        if rate:
+            norm = online.power(inputs[i])
+            online.update(filters[plane], inputs[i], r - correction, rate, norm)
+    return state, pos, False
+
+
+@jit()
+def _pop_step(
+    n, h, lane_of, at, rates, filters, inputs, resid, learned, mean, log_scale, contexts,
+    shifts, rule_ids, rule_offsets, fit_min, top, half_widths, tid, off, cdf, starts, sizes,
+    state, words, pos, got,
+):  # fmt: skip
+    """Pops the n values of a step into ``got``: one by one with the online filter (when
+    there are ``rates``), else as one segment; returns the state, the position and whether
+    the stream was bad."""
+    if rates.size:
+        return _pop_online(
+            n, h, lane_of, at, rates, filters, inputs, resid, mean, log_scale, contexts,
+            shifts, fit_min, top, half_widths, cdf, starts, sizes, state, words, pos, got,
+        )  # fmt: skip
+    _tables_of(
+        n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min, top,
+        half_widths, tid, off,
+    )  # fmt: skip
+    return pop_segment(tid[:n], off[:n], cdf, starts, sizes, state, words, pos, got[:n])
 
 
 @jit()
 def decode_region(
     h, w, c, gains, shifts, ranges, kinds, thresholds, weights, matrix,
-    learned, rule_ids, rule_offsets, w0, b0, w1, b1, w2, b2, scale,
+    learned, rates, rule_ids, rule_offsets, w0, b0, w1, b1, w2, b2, scale,
     fit_min, logscale_top, half_widths, cdf, starts, sizes, state, words, pos,
 ):  # fmt: skip
     """Decodes one (h, w) region of c planes (already in coding orientation) from the
@@ -364,6 +411,8 @@ def decode_region(
     ``learned``: each value's logistic is the prior's moved by its context's ``shifts``
     ((c * 16, 2) mean and log-scale shifts); otherwise (format 7) it is table
     ``rule_ids[context]`` at ``rule_offsets[context]`` from the rounded prediction.
+    ``rates`` (c online rates, 0 for none; or no rates): the prior's means are first
+    corrected by the online filter (``online``), and every value is a segment of its own.
     """
     out = np.zeros((c, h, w), dtype=np.int16)
     # Each lane (a plane's row) keeps its last `ring` columns; cell 0 is the zero cell. A
@@ -386,6 +435,10 @@ def decode_region(
     near = np.empty((6, lanes), dtype=np.int64)
     near_err = np.empty((6, lanes), dtype=np.int64)
     cell = np.empty(6, dtype=np.int64)
+    sequential = rates.size > 0
+    resid = np.zeros(cells if sequential else 1, dtype=np.int64)
+    inputs = np.zeros((lanes if sequential else 1, online.TAPS), dtype=np.int64)
+    filters = np.zeros((c, online.TAPS), dtype=np.int64)
     # the network runs on blocks of a step's values, so that its scratch stays small
     feats, h1, h2, net_out = _network_scratch()
     mean = np.empty(lanes, dtype=np.float64)
@@ -413,6 +466,8 @@ def decode_region(
                 prediction += (gains[plane, 1] * previous) >> 3
             prediction = min(max(prediction, ranges[plane, 0]), ranges[plane, 1])
             contexts[n] = plane * _CONTEXTS + _context_of(near, near_err, n, below, thresholds)
+            if sequential:
+                _online_inputs(inputs[n], resid, values, cell, here, plane, plane_cells, prediction)
             if learned:
                 _features(
                     near, preds, near_err, n, prediction, first, previous, below, kinds[plane],
@@ -435,13 +490,11 @@ def decode_region(
                 feats, n % _BLOCK, w0, b0, w1, b1, w2, b2, scale, h1, h2, net_out,
                 mean[start:], log_scale[start:],
             )  # fmt: skip
-        _tables_of(
-            n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min,
-            logscale_top, half_widths, tid, off,
+        state, pos, bad = _pop_step(
+            n, h, lane_of, at, rates, filters, inputs, resid, learned, mean, log_scale,
+            contexts, shifts, rule_ids, rule_offsets, fit_min, logscale_top, half_widths, tid,
+            off, cdf, starts, sizes, state, words, pos, got,
         )  # fmt: skip
-        state, pos, bad = pop_segment(
-            tid[:n], off[:n], cdf, starts, sizes, state, words, pos, got[:n]
-        )
         if bad:
             return out, state, pos, BAD_STREAM
         for i in range(n):
@@ -458,88 +511,3 @@ def decode_region(
             earlier_of[here] = below_of[i]
             out[plane, lane_of[i] - plane * h, column[i]] = value
     return out, state, pos, 0
-
-
-@jit()
-def _cost(residual, scale, dm, dl, costs, starts, sizes, half_widths, fit_min, top):
-    """The cost (table units) of values whose distance from their logistic's mean is
-    ``residual`` (sixteenths) and whose log-scale index is ``scale``, with the logistics
-    moved by (dm, dl); a value past its table's edge costs as the edge plus its escape."""
-    total = 0
-    escape = costs[-1]
-    for v in range(residual.size):
-        g = min(max(scale[v] + dl, fit_min), top)
-        r = residual[v] - dm
-        # with q = mean + dm: table g 16 + q % 16, bin (value - q // 16) + half width
-        t = g * _MEAN_STEPS + ((-r) & (_MEAN_STEPS - 1))
-        at = ((r + _MEAN_STEPS - 1) >> 4) + half_widths[g]
-        inside = min(max(at, 0), sizes[t] - 1)
-        total += costs[starts[t] + inside]
-        if at != inside:
-            total += escape
-    return total
-
-
-@jit(inline="always")
-def _search(residual, g, dm, dl, best, steps, of_mean, reach, args):
-    """One coordinate of the shift search: the mean shift (``of_mean``) or the log-scale
-    shift moved by each of ``steps`` either way (within +-``reach``) while that lowers the
-    cost ``best``; returns both shifts and the cost."""
-    for step in steps:
-        at = dm if of_mean else dl
-        for cand in (at - step, at + step):
-            if abs(cand) <= reach:
-                c = (
-                    _cost(residual, g, cand, dl, *args)
-                    if of_mean
-                    else _cost(residual, g, dm, cand, *args)
-                )
-                if c < best:
-                    best = c
-                    if of_mean:
-                        dm = cand
-                    else:
-                        dl = cand
-    return dm, dl, best
-
-
-@jit()
-def fit_shifts(
-    coded, mean, scale, contexts, count, costs, starts, sizes, half_widths, fit_min, top,
-    reach, scale_steps, mean_steps, passes,
-):  # fmt: skip
-    """Per context 0 .. count - 1 of one plane, the mean shift (sixteenths) and log-scale
-    shift (grid steps) found by a coordinate search (``passes`` times: the log-scale shift
-    by ``scale_steps``, then the mean shift by ``mean_steps``, each within +-``reach``);
-    returns the (count, 2) shifts, every value's moved mean and log-scale index, and the
-    total cost. ``costs`` are the grid tables' bins' costs in fixed point, flattened (table
-    t from ``starts[t]``), its last entry the escape's extra cost."""
-    shifts = np.zeros((count, 2), dtype=np.int64)
-    order = np.argsort(contexts, kind="mergesort")
-    bounds = np.zeros(count + 1, dtype=np.int64)
-    for v in range(contexts.size):
-        bounds[contexts[v] + 1] += 1
-    for k in range(count):
-        bounds[k + 1] += bounds[k]
-    args = (costs, starts, sizes, half_widths, fit_min, top)
-    total = 0
-    for k in range(count):
-        idx = order[bounds[k] : bounds[k + 1]]
-        if idx.size == 0:
-            continue
-        residual = 16 * coded[idx] - mean[idx]  # the context's values, gathered once
-        g = scale[idx]
-        dm, dl = 0, 0
-        best = _cost(residual, g, 0, 0, *args)
-        for _ in range(passes):
-            dm, dl, best = _search(residual, g, dm, dl, best, scale_steps, False, reach, args)
-            dm, dl, best = _search(residual, g, dm, dl, best, mean_steps, True, reach, args)
-        shifts[k, 0], shifts[k, 1] = dm, dl
-        total += best
-    moved_mean = np.empty_like(mean)
-    moved_scale = np.empty_like(scale)
-    for v in range(contexts.size):
-        k = contexts[v]
-        moved_mean[v] = mean[v] + shifts[k, 0]
-        moved_scale[v] = min(max(scale[v] + shifts[k, 1], fit_min), top)
-    return shifts, moved_mean, moved_scale, total

@@ -34,7 +34,7 @@ from ..entropy.tables import (
 )
 from ..errors import ModelError
 from ..once import once
-from . import kernel
+from . import search
 
 __all__ = [
     "CONTEXTS",
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_PRIOR",
     "FEATURES",
     "HIDDEN",
+    "bin_costs",
     "PRIORS",
     "Prior",
     "features",
@@ -255,7 +256,7 @@ COST_BITS = 20
 
 
 @once
-def _costs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bin_costs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cost of every bin of every grid table (-log2 p, at most 40 bits, in fixed point),
     flattened, with the escape's extra 8 bits appended; each table's start and size."""
     tables = logistic_tables()
@@ -272,7 +273,7 @@ def _costs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def bits(coded: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> float:
     """Estimated bits of integer values under grid logistics of mean ``mean`` (sixteenths)
     and log-scale index ``scale`` (values past a table's end cost as at its edge + 8)."""
-    costs, starts, sizes = _costs()
+    costs, starts, sizes = bin_costs()
     table, offset = grid_ids(mean, scale)
     at = coded - offset
     inside = np.clip(at, 0, sizes[table] - 1)
@@ -297,9 +298,9 @@ def fit_shifts(
     prediction) and ``scale``: a coordinate search on the estimated bits (:func:`bits`).
     Returns the (CONTEXTS, 2) shifts, every value's moved mean and log-scale index (kept
     on the coder's grid) and the estimated bits."""
-    shifts, moved_mean, moved_scale, total = kernel.fit_shifts(
+    shifts, moved_mean, moved_scale, total = search.fit_shifts(
         coded.astype(np.int64), mean.astype(np.int64), scale.astype(np.int64),
-        contexts.astype(np.int64), CONTEXTS, *_costs(), HALF_WIDTHS, FIT_MIN_LOGSCALE,
+        contexts.astype(np.int64), CONTEXTS, *bin_costs(), HALF_WIDTHS, FIT_MIN_LOGSCALE,
         LOGSCALE_COUNT - 1, SHIFT_REACH, np.array(scale_steps, np.int64),
         np.array(mean_steps, np.int64), passes,
     )  # fmt: skip

@@ -2,12 +2,14 @@
 
 A payload is a filter byte and, for filters 0 and 1, one raw LZMA2 stream of the regions'
 bytes (each region an (H, W, C) uint8 array), region by region in row-major order
-(docs/FORMAT.md, "Region payloads"); filters 2 and 3 are predictive payloads
+(docs/FORMAT.md, "Region payloads"); filters 2 to 4 are predictive payloads
 (``predictive``: blended prediction, a logistic per value, ANS), which win on photographs:
-filter 2 (format 7, decoded only) takes one fitted logistic per context, filter 3 (what
-the encoder writes) the learned prior's logistic of each value (``predictive.prior``),
-moved per context by fitted shifts, names the prior by a one-byte id and packs the
-channels whose histograms have regular gaps (``packing``). Filter 0
+filter 2 (format 7, decoded only) takes one fitted logistic per context, filter 3 (format
+8, decoded only) the learned prior's logistic of each value (``predictive.prior``), moved
+per context by fitted shifts, names the prior by a one-byte id and packs the channels
+whose histograms have regular gaps (``packing``); filter 4 (what the encoder writes) is
+filter 3 with the prior's means corrected by the online filter (``predictive.online``),
+learnt while coding. Filter 0
 stores the pixels as they are; filter 1 delta-filters each region on its own, without
 looking outside it: the first row by the left neighbour (the first pixel against 0),
 every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters). The
@@ -31,6 +33,7 @@ from . import coder, lattice, packing, prior
 __all__ = [
     "DELTA_FILTER",
     "LEARNED",
+    "ONLINE",
     "RegionCoding",
     "NO_FILTER",
     "PREDICTIVE",
@@ -46,6 +49,7 @@ NO_FILTER = 0
 DELTA_FILTER = 1
 PREDICTIVE = 2
 LEARNED = 3
+ONLINE = 4
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 _DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
@@ -110,14 +114,15 @@ def _payload(filter_id: int, data: bytes) -> bytes:
 
 
 def _predictive(regions: Sequence[np.ndarray], prior_id: int | None) -> tuple[bytes, coder.Plan]:
-    """The predictive payload's first bytes and plan: with prior ``prior_id`` (filter 3,
-    its channels packed where :func:`packing.choose` says it pays), or the rule of format 7
-    (filter 2) when None."""
+    """The predictive payload's first bytes and plan: with prior ``prior_id`` and the
+    online filter (filter 4, its channels packed where :func:`packing.choose` says it
+    pays), or the rule of format 7 (filter 2) when None."""
     if prior_id is None:
         return bytes([PREDICTIVE]), coder.plan(regions)
     sets = packing.choose(regions) if len({r.shape[2] for r in regions}) == 1 else []
-    start = bytes([LEARNED, prior_id]) + packing.write_sets(sets)
-    return start, coder.plan(packing.pack(regions, sets), prior.load_prior(prior_id))
+    start = bytes([ONLINE, prior_id]) + packing.write_sets(sets)
+    learned = prior.load_prior(prior_id)
+    return start, coder.plan(packing.pack(regions, sets), learned, online=True)
 
 
 def encode_regions(
@@ -169,8 +174,9 @@ def coder_name(first: int | None, second: int | None) -> str:
     """What codes a region payload that starts with bytes ``first`` and ``second`` (None:
     absent), for ``idfc info``: e.g. ``learned prior 1`` or ``LZMA2``."""
     names = {NO_FILTER: "LZMA2", DELTA_FILTER: "LZMA2, delta", PREDICTIVE: "rule (format 7)"}
-    if first == LEARNED:
-        return f"learned prior {second}" if second is not None else "learned prior ?"
+    if first in (LEARNED, ONLINE):
+        name = f"learned prior {'?' if second is None else second}"
+        return name + (", online filter" if first == ONLINE else "")
     if first in names:
         return names[first]
     return "empty" if first is None else f"unknown filter {first}"
@@ -200,18 +206,20 @@ def decode_regions(
     (:func:`coder.decode`); a learned one needs its prior (``ModelError`` if unknown).
     """
     payload = bytes(payload)
-    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED):
+    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED, ONLINE):
         raise CorruptFile("unknown filter" if payload else "empty payload")
     if payload[0] == PREDICTIVE:
         return coder.decode(payload[1:], shapes, budget=budget, work=work)
-    if payload[0] == LEARNED:
+    if payload[0] in (LEARNED, ONLINE):
         if len(payload) < 2:
             raise CorruptFile("learned payload without its prior id")
         learned = prior.load_prior(payload[1])
         channels = {c for _, _, c in shapes}
         sets, used = packing.read_sets(payload[2:], channels.pop() if len(channels) == 1 else 0)
         body = payload[2 + used :]
-        decoded = coder.decode(body, shapes, budget=budget, work=work, learned=learned)
+        decoded = coder.decode(
+            body, shapes, budget=budget, work=work, learned=learned, online=payload[0] == ONLINE
+        )
         return packing.unpack(decoded, sets)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
     flat = np.frombuffer(data, np.uint8)

@@ -1,10 +1,13 @@
 """Probe for issue 18: what the learned prior brings over the rule, and what training does.
 
-Codes sampled 256-px tiles of every validation folder with the predictive coder three ways
+Codes sampled 256-px tiles of every validation folder with the predictive coder four ways
 and prints the real payload sizes (bits per subpixel):
 - ``rule``: format 7, one fitted logistic per (plane, context);
-- ``learned``: the shipped prior (``predictive.prior.DEFAULT_PRIOR``), shifted per context;
-- ``untrained``: the same network and shifts with random weights (``prior.random_prior``);
+- ``untrained``: the default coder with random network weights (``prior.random_prior``),
+  its shifts and online filter still fitted and learnt;
+- ``no filter``: the shipped prior without the online filter (format 8);
+- ``learned``: the default, the shipped prior (``predictive.prior.DEFAULT_PRIOR``) with the
+  online filter, shifted per context;
 - ``candidate`` (with ``--candidate PATH``): a newly trained prior, to ship only if it beats
   ``learned`` on every folder.
 
@@ -14,7 +17,6 @@ and prints the real payload sizes (bits per subpixel):
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,28 +50,32 @@ def main() -> None:
         "--candidate", type=Path, help="a trained prior .safetensors to compare as well"
     )
     args = parser.parse_args()
-    variants = {
-        "rule": None,
-        "learned": prior.load_prior(prior.DEFAULT_PRIOR),
-        "untrained": prior.random_prior(0),
+    shipped = prior.load_prior(prior.DEFAULT_PRIOR)
+    variants: dict[str, tuple[prior.Prior | None, bool]] = {
+        "rule": (None, False),
+        "untrained": (prior.random_prior(0), True),
+        "no filter": (shipped, False),
+        "learned": (shipped, True),
     }
     if args.candidate:
-        variants["candidate"] = prior.load_file(args.candidate)
-    print(f"{'folder':<22}" + "".join(f"{v:>11}" for v in variants) + "  learned/rule")
+        variants["candidate"] = (prior.load_file(args.candidate), True)
+    print(
+        f"{'folder':<22}" + "".join(f"{v:>11}" for v in variants)
+        + "  learned vs rule, untrained, no filter"
+    )  # fmt: skip
     for folder in sorted(p for p in DATA.glob("*/*") if p.is_dir()):
         sample = tiles(folder, args.tiles, seed=0)
         values = sum(t.size for t in sample)
         sizes = {}
-        for name, learned in variants.items():
-            started = time.monotonic()
-            sizes[name] = sum(len(coder.plan([t], learned).payload()) for t in sample)
-            sizes[name + " s"] = time.monotonic() - started
+        for name, (learned, online) in variants.items():
+            sizes[name] = sum(len(coder.plan([t], learned, online).payload()) for t in sample)
         row = "".join(f"{8 * sizes[v] / values:>11.4f}" for v in variants)
-        ratio = sizes["learned"] / sizes["rule"] - 1
+        ratios = [sizes["learned"] / sizes[v] - 1 for v in ("rule", "untrained", "no filter")]
         print(
-            f"{folder.parent.name + '/' + folder.name:<22}{row}  {100 * ratio:+.2f} %", flush=True
+            f"{folder.parent.name + '/' + folder.name:<22}{row}  "
+            + "  ".join(f"{100 * r:+.2f} %" for r in ratios),
+            flush=True,
         )
-
 
 if __name__ == "__main__":
     main()

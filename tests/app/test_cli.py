@@ -528,9 +528,9 @@ def ic_region_coders(data: bytes) -> dict[str, int]:
     _, chunks = container.read(data)
     first = [p[:2] for e, p in chunks if e.kind in (layout.REGION_KIND, layout.MARGIN_KIND)]
     return {
-        "learned": sum(1 for p in first if p[0] == 3),
+        "learned": sum(1 for p in first if p[0] == 4),
         "lzma": sum(1 for p in first if p[0] in (0, 1)),
-        "prior ids": {p[1] for p in first if p[0] == 3},
+        "prior ids": {p[1] for p in first if p[0] == 4},
     }
 
 
@@ -544,12 +544,12 @@ def test_info_names_the_coder_of_every_region(tmp_path):
     counted = ic_region_coders(data)
     assert counted["learned"] and counted["lzma"] and counted["prior ids"] == {1}
     fields = api.info(data)["region_coders"]
-    assert fields.get("learned prior 1") == counted["learned"]
+    assert fields.get("learned prior 1, online filter") == counted["learned"]
     assert fields.get("LZMA2", 0) + fields.get("LZMA2, delta", 0) == counted["lzma"]
     (tmp_path / "half.idf").write_bytes(data)
     result = idfc("info", str(tmp_path / "half.idf"))
     exited(result, 0)
-    assert f"{counted['learned']} learned prior 1" in result.stdout
+    assert f"{counted['learned']} learned prior 1, online filter" in result.stdout
 
 
 def test_test_command(photo_idf):

@@ -36,11 +36,13 @@ def test_filter_is_sub_on_the_first_row_and_up_below():
 def _candidates(region: np.ndarray) -> dict[int, int]:
     """Payload size under each filter."""
     sets = packing.choose([region])
-    learned = predictive.plan(packing.pack([region], sets), prior.load_prior(prior.DEFAULT_PRIOR))
+    learned = predictive.plan(
+        packing.pack([region], sets), prior.load_prior(prior.DEFAULT_PRIOR), online=True
+    )
     return {
         regions.NO_FILTER: 1 + len(regions.compress(region.tobytes())),
         regions.DELTA_FILTER: 1 + len(regions.compress(regions.delta_filter(region).tobytes())),
-        regions.LEARNED: 2 + len(packing.write_sets(sets)) + len(learned.payload()),
+        regions.ONLINE: 2 + len(packing.write_sets(sets)) + len(learned.payload()),
     }
 
 
@@ -50,7 +52,7 @@ def test_the_smallest_payload_is_chosen(rng):
     dots = np.tile(rng.integers(0, 256, (8, 8, 1), np.uint8), (8, 8, 1))  # repeats: no filter
     smooth = np.clip(128 + 0.05 * (x - 32) * (y - 20) + rng.normal(0, 1.5, x.shape), 0, 255)
     smooth = smooth.astype(np.uint8)[:, :, None]  # prediction wins
-    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.LEARNED)):
+    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.ONLINE)):
         sizes = _candidates(region)
         payload = regions.encode_regions([region])
         assert payload[0] == expected == min(sizes, key=sizes.get)
@@ -76,7 +78,7 @@ def test_quick_estimate_payloads_decode_and_are_close_to_the_best(rng):
     [
         b"",
         b"\x01not lzma",
-        b"\x04" + regions.compress(bytes(12)),
+        b"\x05" + regions.compress(bytes(12)),
         b"\x02" + bytes(11),
         regions.compress(bytes(12)),
         b"\x00" + zlib.compress(bytes(12)),
@@ -111,7 +113,7 @@ def test_a_packed_learned_payload_survives_every_truncation(rng):
 
     region = smooth_image(rng, 32, 24, 3) // 6 * 6
     payload = regions.encode_regions([region])
-    assert payload[0] == regions.LEARNED and payload[2]  # packed
+    assert payload[0] == regions.ONLINE and payload[2]  # packed
     for cut in range(len(payload)):
         with pytest.raises(IdfError):
             regions.decode_regions(payload[:cut], [region.shape])

@@ -1,0 +1,46 @@
+"""Files of older format versions still decode, exactly: version 7 (recorded before the
+learned prior) and version 8 (the learned prior without the online filter)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import idfcompress
+from idfcompress.format import container
+from idfcompress.predictive import regions
+
+DATA = Path(__file__).with_name("data")
+FILES = sorted(DATA.glob("format[0-9]*/*.idf"))
+
+
+def _version(path: Path) -> int:
+    return int(path.parent.name.removeprefix("format"))
+
+
+@pytest.mark.parametrize("version", [7, 8])
+def test_the_recorded_files_are_there(version):
+    kinds = {p.stem.rsplit("-", 1)[1] for p in FILES if _version(p) == version}
+    assert {"predictive"} <= kinds and len([p for p in FILES if _version(p) == version]) >= 9
+    if version == 7:
+        assert "flow" in kinds
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_old_files_decode_and_recode_as_the_current_version(path):
+    data = path.read_bytes()
+    assert struct.unpack_from("<H", data, 8)[0] == _version(path)
+    pixels = idfcompress.decompress(data)  # checked against the file's pixel SHA-256
+    again = idfcompress.compress(pixels, mode="predictive")
+    assert struct.unpack_from("<H", again, 8)[0] == container.FORMAT_VERSION
+    assert np.array_equal(idfcompress.decompress(again), pixels)
+
+
+def test_version_8_files_hold_learned_payloads_without_the_online_filter():
+    coders = [idfcompress.info(p.read_bytes())["region_coders"] for p in FILES if _version(p) == 8]
+    names = {name for counted in coders for name in counted}
+    assert "learned prior 1" in names and not any("online" in n for n in names)
+    assert regions.LEARNED == 3

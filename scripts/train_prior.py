@@ -2,8 +2,10 @@
 """Train the predictive coder's learned prior (idfcompress.predictive.prior) on the CPU.
 
 Samples values of 256-px tiles of the training photos (30 % of them as luma) with the real
-coder's features (``coder.analyse``), trains the float network on their code length under
-the discretized logistic, and writes the integer prior and its model card:
+coder's features (``coder.analyse``) and the online filter's correction of each value's
+mean as the encoder makes it with the starting prior (``--init-from``, else the default
+prior), trains the float network on their code length under the discretized logistic of
+its mean plus that correction, and writes the integer prior and its model card:
 
   OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_prior.py --minutes 40 \\
       --out models/prior-1 [--init-from models/prior-1.safetensors | runs/prior/checkpoint.pt]
@@ -17,6 +19,7 @@ integer prior.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
@@ -54,6 +57,19 @@ def tile_view(tile: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(p.features, p.coded) for p in planes if p.features is not None]
 
 
+def filtered_view(tile: np.ndarray, start: prior.Prior) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`tile_view` with one more column: the online filter's correction of each
+    value's mean (sixteenths), as the encoder makes it with the prior ``start``."""
+    planes, _ = coder.analyse(tile, with_features=True, learned=start)
+    before = [p.mean for p in planes]
+    coder.correct_online(tile, planes)
+    out = []
+    for p, mean in zip(planes, before, strict=True):
+        assert p.features is not None and p.mean is not None and mean is not None
+        out.append((np.concatenate([p.features, (p.mean - mean)[:, None]], axis=1), p.coded))
+    return out
+
+
 def samples(
     paths: list[Path], per_plane: int, grey_share: float, seed: int,
     view: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]] = tile_view,
@@ -84,7 +100,7 @@ class Net(nn.Module):
         )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        h = f / INPUT_SCALE
+        h = f[:, : self.layers[0].in_features] / INPUT_SCALE
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < 2:
@@ -93,9 +109,13 @@ class Net(nn.Module):
 
 
 def bits(net: Net, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Bits of each coded value under the network's discretized logistic."""
+    """Bits of each coded value under the network's discretized logistic (its mean moved by
+    the online filter's correction where ``f`` has that column after the features)."""
     out = net(f)
-    mean = (f[:, 18] + out[:, 0]) / 16.0  # relative to the rounded prediction
+    mean = f[:, 18] + out[:, 0]  # sixteenths, relative to the rounded prediction
+    if f.shape[1] > prior.FEATURES:
+        mean = mean + f[:, prior.FEATURES]
+    mean = mean / 16.0
     g = torch.clamp(out[:, 1] + prior.LOGSCALE_CENTRE, FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1)
     inv = torch.exp(-(LOGSCALE_MIN + g * LOGSCALE_STEP))
     upper = torch.sigmoid((x + 0.5 - mean) * inv)
@@ -104,7 +124,9 @@ def bits(net: Net, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def integer_bits(p: prior.Prior, f: np.ndarray, x: np.ndarray) -> float:
-    mean, scale = p.logistic(f.astype(np.float64))
+    mean, scale = p.logistic(f[:, : prior.FEATURES].astype(np.float64))
+    if f.shape[1] > prior.FEATURES:
+        mean = mean + f[:, prior.FEATURES].astype(np.int64)
     scale = np.clip(scale, FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1)
     return prior.bits(x.astype(np.int64), mean, scale) / x.size
 
@@ -154,11 +176,15 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     cache = args.run / "samples.npz"
+    start = None
+    if args.init_from and args.init_from.suffix != ".pt":
+        start = prior.load_file(args.init_from)
+    view = functools.partial(filtered_view, start=start or prior.load_prior(prior.DEFAULT_PRIOR))
     if cache.is_file():
         data = dict(np.load(cache))
     else:
-        train = samples(image_files(args.train), args.per_plane, 0.3, seed=1)
-        val = samples(image_files(args.val), 400, 0.0, seed=2)
+        train = samples(image_files(args.train), args.per_plane, 0.3, seed=1, view=view)
+        val = samples(image_files(args.val), 400, 0.0, seed=2, view=view)
         data = {"tf": train["features"], "tc": train["coded"], "vf": val["features"],
                 "vc": val["coded"]}  # fmt: skip
         np.savez(cache, **data)
@@ -177,8 +203,8 @@ def main() -> None:
         state = saved["state"]
     elif args.init_from and args.init_from.suffix == ".pt":
         net.load_state_dict(torch.load(args.init_from, weights_only=False)["net"])
-    elif args.init_from:
-        from_prior(net, prior.load_file(args.init_from))
+    elif start is not None:
+        from_prior(net, start)
     gen = torch.Generator().manual_seed(state["steps"])
     begin = time.monotonic()
     end = begin + 60 * args.minutes
@@ -224,7 +250,9 @@ def main() -> None:
         "architecture": f"{prior.FEATURES}-{prior.HIDDEN}-{prior.HIDDEN}-2 ReLU, integer",
         "data": {"train": _shown(args.train), "values": int(data["tc"].size),
                  "per_tile_plane": args.per_plane, "grey_share": 0.3,
-                 "validation": f"{_shown(args.val)}, 400 values per tile plane"},
+                 "validation": f"{_shown(args.val)}, 400 values per tile plane",
+                 "online_filter": "each value's mean moved by the filter's correction as the "
+                                  "encoder makes it with the starting prior"},
         "init_from": str(args.init_from) if args.init_from else None,
         "steps": state["steps"],
         "hours": round(state["seconds"] / 3600, 3),

@@ -55,6 +55,7 @@ __all__ = [
     "PREDICTORS",
     "VALUES_PER_BYTE",
     "coded_planes",
+    "correct_online",
     "plane_ranges",
     "Plan",
     "Work",
@@ -286,7 +287,7 @@ class Plan:
         order, bounds = steps(h, w, c)
         self._head += gains.astype(np.int8).tobytes()
         if self._online:
-            self._head += _corrected(region, planes, order).astype(np.uint8).tobytes()
+            self._head += correct_online(region, planes).astype(np.uint8).tobytes()
             bounds = np.arange(1, coded.size)  # every value a segment of its own
         if self._prior is None:
             table, means, scales, bits = _rule(coded, contexts)
@@ -321,11 +322,13 @@ def plan(
     return Plan(regions, learned=learned, online=online)
 
 
-def _corrected(region: np.ndarray, planes: list[Analysis], order: np.ndarray) -> np.ndarray:
-    """Picks each plane's online rate by the estimated bits and moves its analysis's means
-    to that rate's; returns the rates."""
+def correct_online(region: np.ndarray, planes: list[Analysis]) -> np.ndarray:
+    """Picks each plane's online rate by the estimated bits and moves the means of the
+    region's :func:`analyse` planes (with a learned prior) to that rate's corrected means,
+    as the encoder does; returns the rates."""
     h, w = _coded_shape(*region.shape[:2])
     n, c = h * w, region.shape[2]
+    order, _ = steps(h, w, c)
     values = np.zeros((c, n + 1), dtype=np.int64)
     values[:, 1:] = coded_planes(region)
     prior_means, scales = [], []

@@ -25,7 +25,8 @@ import numpy as np
 from ..compiled import jit
 
 __all__ = [
-    "RATES", "RATE_RANGE", "TAPS", "corrected", "gather", "means", "output", "power", "update"
+    "RATES", "RATE_RANGE", "TAPS", "corrected", "gather", "means", "output", "power", "update",
+    "walk",
 ]  # fmt: skip
 
 TAPS = 14
@@ -94,6 +95,22 @@ def corrected(mean, correction):
     return min(max(mean + correction, -_MEAN_REACH), _MEAN_REACH)
 
 
+@jit(inline="always")
+def walk(cell, n, values, coded, mean, resid, nbr, u):
+    """The encoder's step to the value at ``cell`` (``plane (n + 1) + 1 + pixel``) of its
+    walk in coding order: writes the filter's inputs into ``u`` and the value's residual
+    into ``resid`` (planes, n + 1); returns the plane, the pixel and the residual."""
+    p = cell // (n + 1)
+    j = cell - p * (n + 1) - 1
+    rounded = values[p, j + 1] - coded[p, j]
+    first = resid[0, j + 1] if p else 0
+    previous = resid[p - 1, j + 1] if p else 0
+    gather(u, resid[p], values[p], nbr[j], first, previous, rounded)
+    r = 16 * coded[p, j] - mean[p, j]
+    resid[p, j + 1] = r
+    return p, j, r
+
+
 @jit()
 def means(
     order, n, values, coded, mean, scale, nbr, costs, starts, sizes, half_widths, fit_min, top
@@ -102,8 +119,8 @@ def means(
     ``coded.shape[0]`` planes of ``n`` values, in coding ``order`` (cells ``plane (n + 1) +
     1 + pixel``): each rate's corrected means (rates, planes, n) and the estimated cost of
     each plane at each rate (planes, rates; the grid tables' fixed-point ``costs``, the
-    prior's log-scale ``scale`` clipped to ``fit_min .. top``). ``values`` (planes, n + 1) by cell,
-    ``nbr`` the (n, 6) neighbour cells, ``mean`` the prior's means."""
+    prior's log-scale ``scale`` clipped to ``fit_min .. top``). ``values`` (planes, n + 1)
+    by cell, ``nbr`` the (n, 6) neighbour cells, ``mean`` the prior's means."""
     planes = coded.shape[0]
     rates = RATES.size
     weights = np.zeros((rates, planes, TAPS), dtype=np.int64)
@@ -113,14 +130,7 @@ def means(
     u = np.zeros(TAPS, dtype=np.int64)
     escape = costs[-1]
     for t in range(order.size):
-        p = order[t] // (n + 1)
-        j = order[t] - p * (n + 1) - 1
-        rounded = values[p, j + 1] - coded[p, j]
-        first = resid[0, j + 1] if p else 0
-        previous = resid[p - 1, j + 1] if p else 0
-        gather(u, resid[p], values[p], nbr[j], first, previous, rounded)
-        r = 16 * coded[p, j] - mean[p, j]
-        resid[p, j + 1] = r
+        p, j, r = walk(order[t], n, values, coded, mean, resid, nbr, u)
         g = min(max(scale[p, j], fit_min), top)
         norm = power(u)
         for i in range(rates):

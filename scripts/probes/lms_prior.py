@@ -77,34 +77,35 @@ def one_rate(order, n, values, coded, mean, nbr, rate, init):
     out = mean.copy()
     u = np.zeros(online.TAPS, dtype=np.int64)
     for t in range(order.size):
-        p = order[t] // (n + 1)
-        j = order[t] - p * (n + 1) - 1
-        rounded = values[p, j + 1] - coded[p, j]
-        first = resid[0, j + 1] if p else 0
-        previous = resid[p - 1, j + 1] if p else 0
-        online.gather(u, resid[p], values[p], nbr[j], first, previous, rounded)
-        r = 16 * coded[p, j] - mean[p, j]
-        resid[p, j + 1] = r
+        p, j, r = online.walk(order[t], n, values, coded, mean, resid, nbr, u)
         c = online.output(weights[p], u)
         out[p, j] = online.corrected(mean[p, j], c)
         online.update(weights[p], u, r - c, rate, online.power(u))
     return out, weights
 
 
-def warm_start_bits(tile: np.ndarray, learned: prior.Prior) -> list[float]:
-    """Per plane the fewest bits of: no filter, the filter from zero weights, the filter
-    from the weights a first pass ended with (kept to 2^-8, 2 bytes each, counted), at
-    rates 2^-8 and 2^-9; summed over the planes, for each of the three choices allowed."""
+def prepared(tile: np.ndarray, learned: prior.Prior) -> tuple[list, tuple]:
+    """The tile packed as the coder packs it, its analysis with the prior, and the arrays
+    the filter takes: values, pixels by cell, coded values, prior means and log-scales,
+    coding order and neighbour cells."""
     tile = packing.pack([tile], packing.choose([tile]))[0]
     planes, _ = coder.analyse(tile, learned=learned)
     h, w = sorted(tile.shape[:2], reverse=True)
     n, c = h * w, tile.shape[2]
     values = np.zeros((c, n + 1), dtype=np.int64)
     values[:, 1:] = coder.coded_planes(tile)
-    coded = np.stack([p.coded for p in planes]).astype(np.int64)
-    mean = np.stack([p.mean for p in planes]).astype(np.int64)
+    arrays = [np.stack([getattr(p, k) for p in planes]).astype(np.int64)
+              for k in ("coded", "mean", "scale")]  # fmt: skip
     order, _ = lattice.steps(h, w, c)
-    nbr = lattice.neighbours(h, w)
+    return planes, (n, values, *arrays, order, lattice.neighbours(h, w))
+
+
+def warm_start_bits(tile: np.ndarray, learned: prior.Prior) -> list[float]:
+    """Per plane the fewest bits of: no filter, the filter from zero weights, the filter
+    from the weights a first pass ended with (kept to 2^-8, 2 bytes each, counted), at
+    rates 2^-8 and 2^-9; summed over the planes, for each of the three choices allowed."""
+    planes, (n, values, coded, mean, _, order, nbr) = prepared(tile, learned)
+    c = coded.shape[0]
 
     def plane_bits(m):
         return np.array([prior.fit_shifts(p.coded, m[i], p.scale, p.contexts)[3]
@@ -129,17 +130,8 @@ def tile_bits(tile: np.ndarray, learned: prior.Prior, rates=RATES) -> list[float
     """The tile's estimated stream bits: float filter at each of ``RATES``, then the
     integer filter (``predictive.online``) with each plane's rate picked as the encoder
     would (its side cost, a byte per plane, counted)."""
-    tile = packing.pack([tile], packing.choose([tile]))[0]
-    planes, _ = coder.analyse(tile, learned=learned)
-    h, w = sorted(tile.shape[:2], reverse=True)
-    n, c = h * w, tile.shape[2]
-    values = np.zeros((c, n + 1), dtype=np.int64)
-    values[:, 1:] = coder.coded_planes(tile)
-    coded = np.stack([p.coded for p in planes]).astype(np.int64)
-    mean = np.stack([p.mean for p in planes]).astype(np.int64)
-    scale = np.stack([p.scale for p in planes]).astype(np.int64)
-    order, _ = lattice.steps(h, w, c)
-    nbr = lattice.neighbours(h, w)
+    planes, (n, values, coded, mean, scale, order, nbr) = prepared(tile, learned)
+    c = coded.shape[0]
     out = []
     for mu in rates:
         m = corrected(order, n, values, coded, mean, nbr, mu, 16 * 255) if mu else mean

@@ -68,9 +68,10 @@ CONTEXTS = 16
 
 PRIORS: dict[int, tuple[str, str]] = {
     1: ("prior-1", "363f2b745f4c4e5d41fcde5f90bc48f501f11da5c848503b1a9526d5efa214da"),
+    2: ("prior-2", "8d0bcdd0aab9f84a8d342e0be9139d3077e53215a72f67299b54c6bb9fee6b4e"),
 }
 """Prior id -> (file stem in ``models/``, SHA-256 of the file)."""
-DEFAULT_PRIOR = 1
+DEFAULT_PRIOR = 2
 """The id new files are coded with."""
 
 

@@ -24,6 +24,7 @@ from idfcompress import __version__, api
 from idfcompress.app import files
 from idfcompress.app.cli import main
 from idfcompress.flow import store
+from idfcompress.predictive import prior
 
 H, W = 40, 56
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -542,14 +543,14 @@ def test_info_names_the_coder_of_every_region(tmp_path):
     photo[:, :64] = 0  # a flat half: LZMA2 wins there
     data = api.compress(photo, tile_size=32)
     counted = ic_region_coders(data)
-    assert counted["learned"] and counted["lzma"] and counted["prior ids"] == {1}
+    assert counted["learned"] and counted["lzma"] and counted["prior ids"] == {prior.DEFAULT_PRIOR}
     fields = api.info(data)["region_coders"]
-    assert fields.get("learned prior 1, online filter") == counted["learned"]
+    assert fields.get(f"learned prior {prior.DEFAULT_PRIOR}, online filter") == counted["learned"]
     assert fields.get("LZMA2", 0) + fields.get("LZMA2, delta", 0) == counted["lzma"]
     (tmp_path / "half.idf").write_bytes(data)
     result = idfc("info", str(tmp_path / "half.idf"))
     exited(result, 0)
-    assert f"{counted['learned']} learned prior 1, online filter" in result.stdout
+    assert f"{counted['learned']} learned prior {prior.DEFAULT_PRIOR}, online filter" in result.stdout
 
 
 def test_test_command(photo_idf):
@@ -574,8 +575,9 @@ def test_models_lists_defaults(tiny_models):
     assert "tiny-gray  (default for 1 channel(s))" in lines
     assert "tiny-rgb-other" in lines
     # the shipped prior is listed as what it is, not as a flow model
-    assert "prior-1  (learned prior 1 of the predictive coder, default)" in lines
-    assert "prior-1" not in lines
+    assert "prior-2  (learned prior 2 of the predictive coder, default)" in lines
+    assert "prior-1  (learned prior 1 of the predictive coder)" in lines
+    assert "prior-1" not in lines and "prior-2" not in lines
 
 
 def test_priors_beside_the_models_are_not_flow_models(tiny_model_dir, monkeypatch):

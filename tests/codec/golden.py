@@ -1,7 +1,8 @@
 """A fixed set of images whose .idf bytes must not change without a format change.
 
 ``python tests/codec/golden.py`` rewrites data/golden_bytes.json from the current encoder; do
-that only together with a FORMAT_VERSION change (test_same_bytes.py checks it).
+that only together with a format change: a FORMAT_VERSION change, or a new default prior
+(the prior table is part of the format; test_same_bytes.py checks it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Files of older format versions still decode, exactly: version 7 (recorded before the
-learned prior) and version 8 (the learned prior without the online filter)."""
+"""Files of older format versions and older priors still decode, exactly: version 7
+(recorded before the learned prior), version 8 (the learned prior without the online
+filter) and version 9 coded with prior 1 (before prior 2 became the default)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 import idfcompress
 from idfcompress.format import container
-from idfcompress.predictive import regions
+from idfcompress.predictive import prior, regions
 
 DATA = Path(__file__).with_name("data")
 FILES = sorted(DATA.glob("format[0-9]*/*.idf"))
@@ -21,7 +22,7 @@ def _version(path: Path) -> int:
     return int(path.parent.name.removeprefix("format"))
 
 
-@pytest.mark.parametrize("version", [7, 8])
+@pytest.mark.parametrize("version", [7, 8, 9])
 def test_the_recorded_files_are_there(version):
     kinds = {p.stem.rsplit("-", 1)[1] for p in FILES if _version(p) == version}
     assert {"predictive"} <= kinds and len([p for p in FILES if _version(p) == version]) >= 9
@@ -44,3 +45,9 @@ def test_version_8_files_hold_learned_payloads_without_the_online_filter():
     names = {name for counted in coders for name in counted}
     assert "learned prior 1" in names and not any("online" in n for n in names)
     assert regions.LEARNED == 3
+
+
+def test_version_9_files_hold_prior_1_payloads():
+    coders = [idfcompress.info(p.read_bytes())["region_coders"] for p in FILES if _version(p) == 9]
+    names = {name for counted in coders for name in counted}
+    assert "learned prior 1, online filter" in names and prior.DEFAULT_PRIOR != 1

@@ -15,7 +15,14 @@ from .codec.encoder import DEFAULT_MODE, DEFAULT_TILE_SIZE, MODES, EncodeStats, 
 from .codec.threads import set_threads
 from .errors import ImageTooLarge, VerificationFailed
 from .format import container
-from .format.layout import MARGIN_KIND, REGION_KIND, TOP_LOGISTIC, is_flow_kind
+from .format.layout import (
+    COARSE_KIND,
+    MARGIN_KIND,
+    REGION_KIND,
+    TOP_LOGISTIC,
+    coarse_stride,
+    is_flow_kind,
+)
 from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
 from .predictive import regions
 
@@ -225,6 +232,10 @@ def _info(
         "chunks": len(chunks),
         "region_tiles": sum(1 for c in chunks if c.kind == REGION_KIND),
         "margins": sum(1 for c in chunks if c.kind == MARGIN_KIND),
+        "coarse_tiles": sum(1 for c in chunks if c.kind == COARSE_KIND),
+        "coarse_stride": coarse_stride(header.height, header.width, header.tile_size)
+        if any(c.kind == COARSE_KIND for c in chunks)
+        else 0,
         "fitted_first_stages": _fitted_first_stages(byte_at, chunks),
         "region_coders": _region_coders(byte_at, chunks),
         "payload_bytes": sum(c.length for c in chunks),
@@ -235,10 +246,11 @@ def _info(
 def _region_coders(
     byte_at: Callable[[int], int | None], chunks: list[container.ChunkEntry]
 ) -> dict[str, int]:
-    """How many region and margin payloads each coder codes (from their first two bytes)."""
+    """How many region, margin and coarse payloads each coder codes (from their first two
+    bytes)."""
     counts: dict[str, int] = {}
     for c in chunks:
-        if c.kind in (REGION_KIND, MARGIN_KIND) and c.length:
+        if c.kind in (REGION_KIND, MARGIN_KIND, COARSE_KIND) and c.length:
             second = byte_at(c.offset + 1) if c.length > 1 else None
             name = regions.coder_name(byte_at(c.offset), second)
             counts[name] = counts.get(name, 0) + 1

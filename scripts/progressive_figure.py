@@ -27,6 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from progressive_stages import load_photo, psnr  # noqa: E402
+
 import idfcompress as ic  # noqa: E402
 from idfcompress.codec import encoder  # noqa: E402
 from idfcompress.entropy import ans  # noqa: E402
@@ -36,22 +38,6 @@ from idfcompress.flow.model import MixturePrior  # noqa: E402
 from idfcompress.format import container, layout  # noqa: E402
 
 ENTRY_BYTES = 16  # one chunk-table entry
-
-
-def load_photo(name: str) -> np.ndarray:
-    from skimage import data
-
-    if hasattr(data, name):
-        return np.ascontiguousarray(getattr(data, name)())
-    from PIL import Image
-
-    with Image.open(name) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @torch.no_grad()

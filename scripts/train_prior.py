@@ -164,6 +164,9 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue runs/prior/checkpoint.pt")
     parser.add_argument("--per-plane", type=int, default=1500, help="values sampled per tile plane")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--sample-seed", type=int, default=1,
+                        help="seed of the training values' sampling (the validation "
+                        "values' stays fixed)")  # fmt: skip
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "prior",
                         help="checkpoint and sample cache (samples.npz) of this run")
     parser.add_argument("--train", type=Path, default=DATA / "train", help="training images")
@@ -183,7 +186,9 @@ def main() -> None:
     if cache.is_file():
         data = dict(np.load(cache))
     else:
-        train = samples(image_files(args.train), args.per_plane, 0.3, seed=1, view=view)
+        train = samples(
+            image_files(args.train), args.per_plane, 0.3, seed=args.sample_seed, view=view
+        )
         val = samples(image_files(args.val), 400, 0.0, seed=2, view=view)
         data = {"tf": train["features"], "tc": train["coded"], "vf": val["features"],
                 "vc": val["coded"]}  # fmt: skip
@@ -250,6 +255,7 @@ def main() -> None:
         "architecture": f"{prior.FEATURES}-{prior.HIDDEN}-{prior.HIDDEN}-2 ReLU, integer",
         "data": {"train": _shown(args.train), "values": int(data["tc"].size),
                  "per_tile_plane": args.per_plane, "grey_share": 0.3,
+                 "sample_seed": args.sample_seed,
                  "validation": f"{_shown(args.val)}, 400 values per tile plane",
                  "online_filter": "each value's mean moved by the filter's correction as the "
                                   "encoder makes it with the starting prior"},

@@ -149,9 +149,15 @@ def test_bytes_after_the_end_are_refused(six_tiles):
 def test_bytes_after_a_raw_cores_stream_are_refused(tiny_models, rng):
     data = ic.compress(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     header, pairs = container.read(data)
-    (entry, payload), *_ = pairs
-    assert entry.kind == layout.REGION_KIND
-    padded = container.write(header, [container.Chunk(0, 0, 0, bytes(payload) + b"\0")])
+    (level, coarse), (entry, payload) = pairs
+    assert level.kind == layout.COARSE_KIND and entry.kind == layout.REGION_KIND
+    padded = container.write(
+        header,
+        [
+            container.Chunk(0, level.kind, 0, bytes(coarse)),
+            container.Chunk(0, 0, 0, bytes(payload) + b"\0"),
+        ],
+    )
     with pytest.raises(CorruptFile, match="region payload of tile 0"):
         decoder.decode(padded)
 

@@ -249,16 +249,17 @@ def _run(
     type=click.IntRange(1, 2),
     default=1,
     show_default=True,
-    help="1: code every tile with the predictive (or LZMA) region coder; 2: also run the "
-    "flow on every tile and keep the smaller (about 2x the time; on photographs the flow "
-    "has not yet won a tile).",
+    help="1: the coarse level first (so that any prefix past it shows the whole picture), "
+    "then every tile with the predictive (or LZMA) region coder; 2: no coarse level, and "
+    "the flow also runs on every tile, the smaller kept (about 2x the time; on "
+    "photographs the flow has not yet won a tile).",
 )
 @click.option(
     "--progressive",
     is_flag=True,
-    help="Code every tile with the flow, coarsest level first, so that any prefix of the "
-    "file shows the whole picture (idfc view, decompress --bytes); files 12-17 % larger "
-    "than the default's, at about its speed.",
+    help="Code every tile with the flow, coarsest level first: a finer coarse-to-fine "
+    "display (idfc view, decompress --bytes) than the default's coarse level and tile "
+    "rows; files 12-17 % larger than the default's, at about its speed.",
 )
 @click.option(
     "--verify",

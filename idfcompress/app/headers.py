@@ -67,6 +67,11 @@ def describe(name: str, fields: dict[str, Any]) -> list[str]:
         f"{fields['region_tiles']} as region payloads, {fields['margins']} margins, "
         f"{fields['fitted_first_stages']} first-stage priors fitted",
     ]
+    if fields.get("coarse_tiles"):
+        lines.append(
+            f"  coarse    the pixels at multiples of {fields['coarse_stride']} first, in "
+            f"{fields['coarse_tiles']} tile(s): a prefix past them shows the whole picture"
+        )
     if fields["region_coders"]:
         coders = ", ".join(f"{n} {name}" for name, n in fields["region_coders"].items())
         lines.append(f"  regions   {coders}")

@@ -17,12 +17,15 @@ import numpy as np
 from ..errors import CorruptFile, ImageTooLarge
 from ..format import container
 from ..format.layout import (
+    COARSE_KIND,
     MARGIN_KIND,
     NO_CORES,
     REGION_KIND,
     TILE_BATCH,
     ChunkKey,
     Tile,
+    coarse_stride,
+    coarse_tiles,
     core_shape,
     margin_shapes,
     put_margins,
@@ -72,6 +75,13 @@ class Decoding:
         self._flows: dict[int, IntegerFlow] = {}
         for g in range(len(header.groups)):
             _check_group(self, g)
+        self.strides = [
+            coarse_stride(header.height, header.width, header.tile_size)
+            if (g, 0, COARSE_KIND) in self.entries
+            else 0
+            for g in range(len(header.groups))
+        ]
+        """Per plane group, the stride of its coarse level (0: none)."""
         self.stages = [
             self.flow(g).config.stages if self.uses_flow(g) else 1
             for g in range(len(header.groups))
@@ -112,20 +122,63 @@ class Decoding:
         group = self.header.groups[g]
         return out[:, :, group.first_channel : group.first_channel + group.channels]
 
-    def start_group(self, data: bytes | memoryview, g: int, out: np.ndarray) -> list[BatchDecoder]:
+    def tiles(self) -> list[Tile]:
+        """The image's tiles."""
+        return tiles_of(self.header.height, self.header.width, self.header.tile_size)
+
+    def coarse(self, data: bytes | memoryview, g: int) -> np.ndarray | None:
+        """Plane group ``g``'s coarse level (``plane[::F, ::F]``, F its stride), decoded from
+        its coarse chunks (the first in the file, so ``data`` need reach only that far);
+        None for a group without one."""
+        stride = self.strides[g]
+        if not stride:
+            return None
+        h, w = self.header.height, self.header.width
+        channels = self.header.groups[g].channels
+        level = np.zeros((-(-h // stride), -(-w // stride), channels), dtype=np.uint8)
+        tiles = coarse_tiles(h, w, self.header.tile_size)
+
+        def decode(tile: Tile) -> np.ndarray:
+            entry = self.entries[(g, tile.index, COARSE_KIND)]
+            shape = [(tile.height, tile.width, channels)]
+            return self._regions(data, entry, tile, shape, "coarse level")[0]
+
+        try:
+            for tile, region in zip(tiles, map_tiles(decode, tiles), strict=True):
+                tile_of(level, tile)[...] = region
+        finally:
+            lattice.release()
+        return level
+
+    def start_group(
+        self,
+        data: bytes | memoryview,
+        g: int,
+        out: np.ndarray,
+        tiles: list[Tile] | None = None,
+        coarse: np.ndarray | None = None,
+    ) -> list[BatchDecoder]:
         """Decode plane group ``g``'s region and margin chunks into ``out`` (they come with
         the first stage, so ``data`` must reach that far) and return the batch decoders of
         its flow-coded cores, in coding order, each ready for its first stage.
 
-        Region tiles stay out of the batches: exact arithmetic gives every core the same
-        numbers in any batch, so the decoder need not compute their latents.
+        ``tiles``: only those tiles (all when None), whose regions leave out the ``coarse``
+        level's pixels (:meth:`coarse`; decoded here when not given). Region tiles stay out
+        of the batches: exact arithmetic gives every core the same numbers in any batch, so
+        the decoder need not compute their latents.
         """
         plane = self.plane(g, out)
         flow = self.flow(g) if self.uses_flow(g) else None
         side = flow.config.granularity if flow is not None else NO_CORES
-        tiles = tiles_of(self.header.height, self.header.width, self.header.tile_size)
+        tiles = self.tiles() if tiles is None else tiles
+        if coarse is None:
+            coarse = self.coarse(data, g)
+
+        def decode(tile: Tile) -> bool:
+            return self._region_tile(data, g, tile, plane, side, coarse)
+
         try:
-            cores = map_tiles(lambda tile: self._region_tile(data, g, tile, plane, side), tiles)
+            cores = map_tiles(decode, tiles)
             flow_tiles = [tile for tile, core in zip(tiles, cores, strict=True) if core]
         finally:
             lattice.release()  # the index tables never outlive the decoding
@@ -136,14 +189,26 @@ class Decoding:
         return [BatchDecoder(flow, g, b, self.entries) for b in tile_batches(flow_tiles, side)]
 
     def _region_tile(
-        self, data: bytes | memoryview, g: int, tile: Tile, plane: np.ndarray, side: int
+        self,
+        data: bytes | memoryview,
+        g: int,
+        tile: Tile,
+        plane: np.ndarray,
+        side: int,
+        coarse: np.ndarray | None,
     ) -> bool:
-        """Decode the tile's region or margin chunk into ``plane``; whether its core is
-        left to the flow."""
+        """Decode the tile's region or margin chunk into ``plane`` (its pixels at multiples
+        of the stride given by the ``coarse`` level); whether its core is left to the flow."""
         region = self.entries.get((g, tile.index, REGION_KIND))
         if region is not None:  # the whole tile (checked by _check_group)
             shape = [(tile.height, tile.width, plane.shape[2])]
-            tile_of(plane, tile)[...] = self._regions(data, region, tile, shape)[0]
+            given = None
+            if coarse is not None:
+                f = self.strides[g]
+                rows, cols = -(-tile.height // f), -(-tile.width // f)
+                given = coarse[tile.y // f : tile.y // f + rows, tile.x // f : tile.x // f + cols]
+            tile_of(plane, tile)[...] = self._regions(data, region, tile, shape, given=given,
+                                                      stride=self.strides[g])[0]  # fmt: skip
             return False
         shapes = margin_shapes(tile, side, plane.shape[2])
         if shapes:
@@ -157,12 +222,19 @@ class Decoding:
         entry: container.ChunkEntry,
         tile: Tile,
         shapes: list[tuple[int, int, int]],
+        what: str | None = None,
+        given: np.ndarray | None = None,
+        stride: int = 0,
     ) -> list[np.ndarray]:
-        """The regions of a region or margin chunk of ``tile``."""
-        what = "region payload" if entry.kind == REGION_KIND else "margin"
+        """The regions of a region, margin or coarse chunk of ``tile`` (``given``, ``stride``:
+        as :func:`decode_regions` takes them)."""
+        what = what or ("region payload" if entry.kind == REGION_KIND else "margin")
         try:
             payload = container.payload(data, entry)
-            return decode_regions(payload, shapes, budget=self.budget, work=self.work)
+            return decode_regions(
+                payload, shapes, budget=self.budget, work=self.work,
+                given=None if given is None else [given], stride=stride if given is not None else 0,
+            )  # fmt: skip
         except CorruptFile as exc:
             raise CorruptFile(f"corrupt {what} of tile {tile.index}: {exc}") from None
         except ImageTooLarge as exc:
@@ -234,7 +306,7 @@ def _chunks_by_key(
             raise CorruptFile(f"duplicate chunk for tile {entry.tile}")
         entries[key] = entry
     for g in range(len(header.groups)):
-        tiles_here = {t for (gg, t, _) in entries if gg == g}
+        tiles_here = {t for (gg, t, kind) in entries if gg == g and kind != COARSE_KIND}
         if len(tiles_here) != header.tile_count:
             raise CorruptFile(
                 f"plane group {g} has chunks for {len(tiles_here)} of {header.tile_count} tiles"
@@ -245,7 +317,7 @@ def _chunks_by_key(
 def _kinds_by_tile(entries: dict[ChunkKey, container.ChunkEntry], g: int) -> dict[int, set[int]]:
     kinds: dict[int, set[int]] = {}
     for gg, index, kind in entries:
-        if gg == g:
+        if gg == g and kind != COARSE_KIND:
             kinds.setdefault(index, set()).add(kind)
     return kinds
 
@@ -256,6 +328,14 @@ def _check_group(decoding: Decoding, g: int) -> None:
     header = decoding.header
     tiles = tiles_of(header.height, header.width, header.tile_size)
     kinds = _kinds_by_tile(decoding.entries, g)
+    coarse = {t for (gg, t, kind) in decoding.entries if gg == g and kind == COARSE_KIND}
+    if coarse:
+        count = len(coarse_tiles(header.height, header.width, header.tile_size))
+        if coarse != set(range(count)) or decoding.uses_flow(g):
+            raise CorruptFile(
+                f"corrupt .idf file: plane group {g} has {len(coarse)} coarse chunks for a "
+                f"coarse level of {count} tiles, or flow chunks besides them"
+            )
     if not decoding.uses_flow(g):
         for tile in tiles:
             if kinds.get(tile.index) not in ({REGION_KIND}, {MARGIN_KIND}):

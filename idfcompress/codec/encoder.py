@@ -2,8 +2,11 @@
 
 Three modes choose what codes a tile (docs/DESIGN.md, "Encoder modes"):
 
-- ``"predictive"`` (the default): every tile is one region payload (the predictive coder,
-  or LZMA2 where that is smaller); no network runs and torch is not imported.
+- ``"predictive"`` (the default): the coarse level (every F-th pixel of every F-th row,
+  ``layout.coarse_stride``) first, in tiles of its own, so that any prefix past it shows
+  the whole picture; then every tile as one region payload (the predictive coder, which
+  leaves out the coarse level's pixels, or LZMA2 where that is smaller); no network runs
+  and torch is not imported.
 - ``"auto"``: the flow also codes every tile and each tile keeps the smaller coding.
 - ``"flow"``: every tile's core goes through the flow, coarsest stage first in the file,
   so that a prefix shows the whole picture (progressive display).
@@ -21,9 +24,12 @@ from ..flow.store import ModelInfo, default_model_name, describe_model
 from ..format import container
 from ..format.layout import (
     ARITHMETIC_EXACT,
+    COARSE_KIND,
     MARGIN_KIND,
     REGION_KIND,
     Tile,
+    coarse_stride,
+    coarse_tiles,
     core_shape,
     margin_shapes,
     margins_of,
@@ -107,7 +113,10 @@ def encode(
     pixels = image.pixels
     stats = EncodeStats(subpixels=int(pixels.size))
     specs = plane_groups(image.mode)
-    ticker = _Ticker(progress, len(specs) * len(tiles_of(image.height, image.width, tile_size)))
+    count = len(tiles_of(image.height, image.width, tile_size))
+    if mode == "predictive":
+        count += len(coarse_tiles(image.height, image.width, tile_size))
+    ticker = _Ticker(progress, len(specs) * count)
     groups, chunks, stages = [], [], {}
     try:
         for g, (channels, first) in enumerate(specs):
@@ -184,11 +193,17 @@ class _GroupEncoder:
     ) -> None:
         self.plane, self.model, self.mode = plane, model, mode
         self.stats, self.ticker = stats, ticker
-        self.side = model.config.granularity
+        self.side, self.tile_size = model.config.granularity, tile_size
         self.tiles = tiles_of(plane.shape[0], plane.shape[1], tile_size)
+        # in "predictive" mode the coarse level comes first and the tiles leave its pixels out
+        self.stride = coarse_stride(plane.shape[0], plane.shape[1], tile_size)
+        if mode != "predictive":
+            self.stride = 0
         self.out: list[container.Chunk] = []
 
     def chunks(self) -> list[container.Chunk]:
+        if self.stride:
+            self._coarse_level()
         self.stats.tiles += len(self.tiles)
         coreless = [tile for tile in self.tiles if not core_shape(tile, self.side)[0]]
         by_region = coreless if self.mode != "predictive" else self.tiles
@@ -206,12 +221,25 @@ class _GroupEncoder:
             self._flow_tiles(flow_tiles)
         return self.out
 
+    def _coarse_level(self) -> None:
+        """The coarse level's chunks: ``plane[::F, ::F]`` in tiles, each a region payload."""
+        coarse = np.ascontiguousarray(self.plane[:: self.stride, :: self.stride])
+        tiles = coarse_tiles(self.plane.shape[0], self.plane.shape[1], self.tile_size)
+
+        def code(tile: Tile) -> bytes:
+            return RegionCoding([tile_of(coarse, tile)]).payload()
+
+        for tile, payload in zip(tiles, map_tiles(code, tiles), strict=True):
+            self.out.append(container.Chunk(0, COARSE_KIND, tile.index, payload))
+            self.ticker.tick()
+
     def _region(self, tile: Tile) -> tuple[int, bytes]:
         """A tile coded without the flow (on a worker thread): its margin when it has no
         core, else its region payload."""
         if not core_shape(tile, self.side)[0]:
             return MARGIN_KIND, self._margin(tile)
-        return REGION_KIND, RegionCoding([tile_of(self.plane, tile)]).payload()
+        region = tile_of(self.plane, tile)
+        return REGION_KIND, RegionCoding([region], stride=self.stride).payload()
 
     def _flow_tiles(self, flow_tiles: list[Tile]) -> None:
         from ..flow.coding import encode_batch

@@ -1,12 +1,15 @@
 """Progressive decoding: a prefix of an .idf file already shows the whole image.
 
-The codec writes the coarsest stage of every tile first (margins and raw tiles with it),
-then the next finer stage, and so on (docs/FORMAT.md, "Chunk order convention").
-:func:`decode_progressive` reads a file as it arrives and yields one image per stage: stage
-``k`` uses the first ``k`` stages of every tile and fills the stages still missing with the
-most likely value of their prior given what is known (or, with ``sample=True``, with a
-seeded draw from the prior), then runs the inverse flow. The last stage is the exact image,
-verified against the file's SHA-256 exactly as :func:`idfcompress.decompress` verifies it.
+A default file (format 10) starts with its coarse level, every F-th pixel of every F-th
+row; its tiles follow in rows (docs/FORMAT.md, "Chunk order convention"). Stage 1 shows the
+coarse level upsampled (bilinear), and stage ``1 + r`` adds tile row ``r``, exact. A file
+of the flow (``--progressive``) holds the coarsest stage of every tile first (margins and
+raw tiles with it), then the next finer stage, and so on: stage ``k`` uses the first ``k``
+stages of every tile and fills the stages still missing with the most likely value of their
+prior given what is known (or, with ``sample=True``, with a seeded draw from the prior),
+then runs the inverse flow. :func:`decode_progressive` reads a file as it arrives and
+yields one image per stage. The last stage is the exact image, verified against the file's
+SHA-256 exactly as :func:`idfcompress.decompress` verifies it.
 
 The known stages go through the exact decoder's own interface (``codec.decoder.Decoding``
 and the flow's batch decoders); only the filling of missing stages is specific to previews
@@ -24,14 +27,14 @@ import numpy as np
 
 from ..errors import CorruptFile, TruncatedFile
 from ..format import container
-from ..format.layout import MARGIN_KIND, REGION_KIND, ChunkKey
+from ..format.layout import COARSE_KIND, MARGIN_KIND, REGION_KIND, ChunkKey, Tile, tiles_of
 from ..imageio import PixelImage
 from .decoder import MAX_PIXELS, Decoding
 
 if TYPE_CHECKING:
     from ..flow.coding import BatchDecoder
 
-__all__ = ["Source", "Stage", "decode_preview", "decode_progressive", "pieces"]
+__all__ = ["Source", "Stage", "decode_preview", "decode_progressive", "pieces", "upsample"]
 
 PIECE_SIZE = 1 << 16  # bytes asked of a stream or file per read
 
@@ -136,13 +139,23 @@ def _header(buffer: _Buffer) -> tuple[container.Header, list[container.ChunkEntr
 # ------------------------------------------------------------------------------ plan
 
 
+def _tile_rows(tiles: list[Tile]) -> list[list[Tile]]:
+    """The tiles by row of the grid, top first."""
+    rows: dict[int, list[Tile]] = {}
+    for tile in tiles:
+        rows.setdefault(tile.y, []).append(tile)
+    return [rows[y] for y in sorted(rows)]
+
+
 def _stage_ends(
     header: container.Header, entries: dict[ChunkKey, container.ChunkEntry], stages: list[int]
 ) -> list[int]:
     """For each progressive stage k = 1.., the file prefix holding every chunk it needs.
 
-    Stage k needs, for every tile of every group, its raw chunk (the whole tile), or its
-    margin chunk and the flow stages 0..k-1 (coarsest first), i.e. kinds S..S-k+1.
+    In a file with a coarse level, stage 1 needs every coarse chunk and stage 1 + r the
+    chunks of tile row r too. Otherwise stage k needs, for every tile of every group, its
+    raw chunk (the whole tile), or its margin chunk and the flow stages 0..k-1 (coarsest
+    first), i.e. kinds S..S-k+1.
     """
     ends: list[int] = []
 
@@ -150,6 +163,17 @@ def _stage_ends(
         while len(ends) <= rank:
             ends.append(0)
         ends[rank] = max(ends[rank], entry.offset + entry.length)
+
+    if any(kind == COARSE_KIND for _, _, kind in entries):
+        row_of = {
+            tile.index: r
+            for r, row in enumerate(_tile_rows(tiles_of(header.height, header.width,
+                                                        header.tile_size)))
+            for tile in row
+        }  # fmt: skip
+        for (_, t, kind), chunk in entries.items():
+            need(0 if kind == COARSE_KIND else 1 + row_of[t], chunk)
+        return _cumulative(ends)
 
     for g, count in enumerate(stages):
         for t in range(header.tile_count):
@@ -167,7 +191,12 @@ def _stage_ends(
                 if entry is None:
                     raise CorruptFile(f"tile {t} lacks stage {count - s}")
                 need(s, entry)
-    for k in range(1, len(ends)):  # a stage needs all the chunks of the stages before it
+    return _cumulative(ends)
+
+
+def _cumulative(ends: list[int]) -> list[int]:
+    """The stage ends, each at least the one before (a stage needs every chunk before it)."""
+    for k in range(1, len(ends)):
         ends[k] = max(ends[k], ends[k - 1])
     return ends
 
@@ -246,6 +275,9 @@ def _decode(
         while buffer.more():
             pass
         last = max(1, sum(1 for end in ends if end <= len(buffer.data)))
+    if any(decoding.strides):
+        yield from _coarse_first(buffer, decoding, ends, out, last, best_only)
+        return
     for k in range(1, count + 1):
         _wait_for(buffer, k, ends, total)
         data = bytes(buffer.data[: ends[k - 1]])
@@ -265,18 +297,75 @@ def _decode(
                     from ..flow.preview import write_preview
 
                     write_preview(decoder, plane, rng([seed, k, g, b]) if rng else None)
-        if not render:
-            continue
-        if k == count:
-            # Like decompress: bytes after the last chunk make the file corrupt (so the end
-            # of the source must be seen before the image is called exact).
-            while len(buffer.data) <= total and buffer.more():
-                pass
-            container.check_no_trailing(len(buffer.data), total)
-            image = decoding.verified(out.copy())
+        if render:
+            yield _stage(buffer, decoding, ends, k, out)
+
+
+def _coarse_first(
+    buffer: _Buffer,
+    decoding: Decoding,
+    ends: list[int],
+    out: np.ndarray,
+    last: int,
+    best_only: bool,
+) -> Iterator[Stage]:
+    """The stages of a file with a coarse level: the level upsampled, then a tile row at a
+    time, exact (rendered from stage ``last`` on when ``best_only``)."""
+    header = decoding.header
+    count, total = len(ends), decoding.size
+    rows = _tile_rows(decoding.tiles())
+    levels: list[np.ndarray | None] = []
+    for k in range(1, count + 1):
+        _wait_for(buffer, k, ends, total)
+        data = bytes(buffer.data[: ends[k - 1]])
+        if k == 1:
+            levels = [decoding.coarse(data, g) for g in range(len(header.groups))]
+            for g, level in enumerate(levels):
+                if level is not None:
+                    upsample(level, decoding.strides[g], decoding.plane(g, out))
         else:
-            image = PixelImage(out.copy(), header.mode, header.source_mode, dict(header.metadata))
-        yield Stage(k, count, image, ends[k - 1], total, k == count)
+            for g, level in enumerate(levels):
+                decoding.start_group(data, g, out, tiles=rows[k - 2], coarse=level)
+        if best_only and k < last:
+            continue
+        yield _stage(buffer, decoding, ends, k, out)
+        if best_only:
+            return
+
+
+def _stage(buffer: _Buffer, decoding: Decoding, ends: list[int], k: int, out: np.ndarray) -> Stage:
+    """Stage ``k`` of ``out``: a copy, verified against the checksum at the last stage."""
+    header, count, total = decoding.header, len(ends), decoding.size
+    if k == count:
+        # Like decompress: bytes after the last chunk make the file corrupt (so the end
+        # of the source must be seen before the image is called exact).
+        while len(buffer.data) <= total and buffer.more():
+            pass
+        container.check_no_trailing(len(buffer.data), total)
+        image = decoding.verified(out.copy())
+    else:
+        image = PixelImage(out.copy(), header.mode, header.source_mode, dict(header.metadata))
+    return Stage(k, count, image, ends[k - 1], total, k == count)
+
+
+def upsample(level: np.ndarray, stride: int, plane: np.ndarray) -> None:
+    """Writes into ``plane`` (H, W, C) the bilinear interpolation of its coarse ``level``
+    (the pixels at multiples of ``stride``), rounded; beyond the last row or column of the
+    level, its edge. A band of rows at a time, so that no float copy of the image is made."""
+    h, w = plane.shape[:2]
+    x = np.arange(w) / stride
+    x0 = np.minimum(np.floor(x).astype(np.int64), level.shape[1] - 1)
+    x1 = np.minimum(x0 + 1, level.shape[1] - 1)
+    fx = np.clip(x - x0, 0.0, 1.0)[None, :, None].astype(np.float32)
+    for top in range(0, h, 256):
+        y = np.arange(top, min(h, top + 256)) / stride
+        y0 = np.minimum(np.floor(y).astype(np.int64), level.shape[0] - 1)
+        y1 = np.minimum(y0 + 1, level.shape[0] - 1)
+        fy = np.clip(y - y0, 0.0, 1.0)[:, None, None].astype(np.float32)
+        upper, lower = level[y0].astype(np.float32), level[y1].astype(np.float32)
+        above = upper[:, x0] * (1 - fx) + upper[:, x1] * fx
+        below = lower[:, x0] * (1 - fx) + lower[:, x1] * fx
+        plane[top : top + y.size] = np.rint(above * (1 - fy) + below * fy).astype(np.uint8)
 
 
 def _wait_for(buffer: _Buffer, k: int, ends: list[int], total: int) -> None:

@@ -40,9 +40,10 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 9
-#: Versions this reader decodes: 7 and 8 differ from 9 only in the region filters they hold.
-READABLE_VERSIONS: tuple[int, ...] = (7, 8, 9)
+FORMAT_VERSION = 10
+#: Versions this reader decodes: 7 to 9 differ from 10 only in the region filters and chunk
+#: kinds they hold (10 adds the coarse level).
+READABLE_VERSIONS: tuple[int, ...] = (7, 8, 9, 10)
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}
@@ -106,7 +107,8 @@ class PlaneGroup:
 class ChunkEntry:
     """One chunk-table entry as read from a file.
 
-    ``kind`` is 0 for a raw tile, 1..254 for flow stage k (1 = finest), 255 for a margin;
+    ``kind`` is 0 for a raw tile, 1..253 for flow stage k (1 = finest), 254 for a tile of
+    the coarse level, 255 for a margin;
     ``offset`` is the position of the payload from the start of the file.
     """
 

@@ -13,7 +13,8 @@ from .container import ChunkEntry
 
 REGION_KIND = 0  # chunk kind: the whole tile as one region payload (the predictive coder)
 MARGIN_KIND = 255  # chunk kind: the pixels of a tile outside its core, as a region payload
-# Chunk kinds 1..S are the flow stages of a tile's core, S the coarsest (first in the file).
+COARSE_KIND = 254  # chunk kind: a tile of the coarse level (format 10), as a region payload
+# Chunk kinds 1..S (S <= 253) are the flow stages of a tile's core, S the coarsest.
 TOP_MIXTURE = 0  # first byte of a first-stage payload: the model's mixture tables follow
 TOP_LOGISTIC = 1  # ... one grid logistic per channel (u8 g, then u16 q + 2**15 each) follows
 ARITHMETIC_EXACT = 2  # a plane group's arithmetic: integer networks carried exactly in float32
@@ -104,9 +105,27 @@ def tile_batches(tiles: list[Tile], granularity: int) -> Iterator[list[Tile]]:
             yield group[start : start + TILE_BATCH]
 
 
+def coarse_stride(height: int, width: int, tile_size: int) -> int:
+    """The coarse level's stride F for an image of ``height`` x ``width`` in tiles of side
+    ``tile_size`` (a multiple of 8): the largest of 64, 32, 16 and 8 that divides the tile
+    size and leaves the coarse level at least 64 pixels on its longer side; 8 when none
+    does. The level holds the pixels at rows and columns that are multiples of F."""
+    for stride in (64, 32, 16):
+        if tile_size % stride == 0 and max(height, width) >= 64 * stride:
+            return stride
+    return 8
+
+
+def coarse_tiles(height: int, width: int, tile_size: int) -> list[Tile]:
+    """The tiles of the coarse level (``image[::F, ::F]``, F its :func:`coarse_stride`)."""
+    stride = coarse_stride(height, width, tile_size)
+    return tiles_of(-(-height // stride), -(-width // stride), tile_size)
+
+
 def is_flow_kind(kind: int) -> bool:
-    """Whether chunks of ``kind`` hold a flow stage (not a region or margin payload)."""
-    return kind not in (REGION_KIND, MARGIN_KIND)
+    """Whether chunks of ``kind`` hold a flow stage (not a region, margin or coarse
+    payload)."""
+    return kind not in (REGION_KIND, MARGIN_KIND, COARSE_KIND)
 
 
 def uses_flow(entries: dict[ChunkKey, ChunkEntry], g: int) -> bool:
@@ -116,6 +135,9 @@ def uses_flow(entries: dict[ChunkKey, ChunkEntry], g: int) -> bool:
 
 
 def stream_rank(kind: int, stages: int) -> int:
-    """Where chunks of ``kind`` go in the file: 0 for region and margin chunks and the
-    coarsest flow stage, up to ``stages - 1`` for the finest (a group of ``stages``)."""
+    """Where chunks of ``kind`` go in the file: -1 for the coarse level (first of all), 0
+    for region and margin chunks and the coarsest flow stage, up to ``stages - 1`` for the
+    finest (a group of ``stages``)."""
+    if kind == COARSE_KIND:
+        return -1
     return stages - kind if is_flow_kind(kind) else 0

@@ -56,6 +56,7 @@ __all__ = [
     "VALUES_PER_BYTE",
     "coded_planes",
     "correct_online",
+    "given_values",
     "plane_ranges",
     "Plan",
     "Work",
@@ -168,17 +169,34 @@ def _rule(coded: np.ndarray, contexts: np.ndarray):
     return table, (medians.ravel() * MEAN_STEPS)[pick], scales.ravel()[pick], bits
 
 
-def _learned(planes: list[Analysis]):
+def _learned(planes: list[Analysis], coded: np.ndarray):
     """Format 8: the prior's mean and log-scale per value, moved by shifts fitted per
-    (plane, context); the (i8 mean shift, i8 log-scale shift) table, every value's mean and
-    log-scale index, and the estimated bits."""
+    (plane, context) on the values ``coded`` (bool, per value of a plane); the (i8 mean
+    shift, i8 log-scale shift) table, every coded value's mean and log-scale index (0 for
+    the others), and the estimated bits."""
     fits = []
     for p in planes:
         assert p.mean is not None and p.scale is not None
-        fits.append(prior.fit_shifts(p.coded, p.mean, p.scale, p.contexts))
-    shifts, means, scales = (np.stack(parts) for parts in list(zip(*fits, strict=True))[:3])
+        fits.append(prior.fit_shifts(p.coded[coded], p.mean[coded], p.scale[coded],
+                                     p.contexts[coded]))  # fmt: skip
+    shifts = np.stack([fit[0] for fit in fits])
+    means = np.zeros((len(planes), coded.size), dtype=np.int64)
+    scales = np.zeros_like(means)
+    means[:, coded] = np.stack([fit[1] for fit in fits])
+    scales[:, coded] = np.stack([fit[2] for fit in fits])
     bits = sum(fit[3] for fit in fits)
     return shifts.astype(np.int8).view(np.uint8), means, scales, bits
+
+
+def given_values(h: int, w: int, stride: int) -> np.ndarray:
+    """Which values of an (h, w) region's planes (bool, raster order in the coding
+    orientation) are given rather than coded: those at rows and columns that are multiples
+    of ``stride`` (none for 0)."""
+    h, w = _coded_shape(h, w)
+    if not stride:
+        return np.zeros(h * w, dtype=bool)
+    row, col = np.divmod(np.arange(h * w), w)
+    return (row % stride == 0) & (col % stride == 0)
 
 
 @dataclass
@@ -258,13 +276,19 @@ class Plan:
         gains: bool = True,
         learned: prior.Prior | None = None,
         online: bool = False,
+        stride: int = 0,
     ) -> None:
         """``gains=False`` leaves every gain 0 (to measure what the gains bring);
         ``learned``: code with that prior (format 8) instead of the hand-made rule;
-        ``online``: correct its means with the online filter (needs ``learned``)."""
+        ``online``: correct its means with the online filter (needs ``learned``);
+        ``stride``: the values :func:`given_values` names are left out of the stream (the
+        decoder is given them; needs ``online``)."""
         self._gains = gains
         self._prior = learned
         self._online = online and learned is not None
+        if stride and not self._online:
+            raise ValueError("given values need the online filter")
+        self._stride = stride
         self._head = bytearray()
         # per region: coded values, table ids and offsets in coding order, step boundaries
         self._regions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -289,14 +313,18 @@ class Plan:
         if self._online:
             self._head += correct_online(region, planes).astype(np.uint8).tobytes()
             bounds = np.arange(1, coded.size)  # every value a segment of its own
+        kept = ~given_values(region.shape[0], region.shape[1], self._stride)
         if self._prior is None:
             table, means, scales, bits = _rule(coded, contexts)
         else:
-            table, means, scales, bits = _learned(planes)
+            table, means, scales, bits = _learned(planes, kept)
         self._head += table.tobytes()
         ids, offsets = grid_ids(means, scales)
         plane_of, cell = np.divmod(order, h * w + 1)
         at = plane_of * (h * w) + cell - 1
+        if self._stride:
+            at = at[kept[cell - 1]]
+            bounds = np.arange(1, at.size)
         self._regions.append((coded.ravel()[at], ids.ravel()[at], offsets.ravel()[at], bounds))
         return bits
 
@@ -315,11 +343,15 @@ class Plan:
 
 
 def plan(
-    regions: Sequence[np.ndarray], learned: prior.Prior | None = None, online: bool = False
+    regions: Sequence[np.ndarray],
+    learned: prior.Prior | None = None,
+    online: bool = False,
+    stride: int = 0,
 ) -> Plan:
     """The predictive coding of the given (H, W, C) uint8 regions (with the ``learned``
-    prior, or the hand-made rule when None; ``online``: with the online filter)."""
-    return Plan(regions, learned=learned, online=online)
+    prior, or the hand-made rule when None; ``online``: with the online filter;
+    ``stride``: leaving out the values :func:`given_values` names)."""
+    return Plan(regions, learned=learned, online=online, stride=stride)
 
 
 def correct_online(region: np.ndarray, planes: list[Analysis]) -> np.ndarray:
@@ -380,19 +412,25 @@ def decode(
     work: Work | None = None,
     learned: prior.Prior | None = None,
     online: bool = False,
+    given: Sequence[np.ndarray] | None = None,
+    stride: int = 0,
 ) -> list[np.ndarray]:
     """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`.
 
     ``ImageTooLarge`` when the regions have more than ``budget`` values per byte of the
     stream (+ 8), before anything is decoded (``None``: no budget); ``work`` counts what the
     decoding costs; ``learned``: the prior the payload was coded with (None: the rule);
-    ``online``: it was coded with the online filter.
+    ``online``: it was coded with the online filter; ``given`` (with ``stride``): each
+    region's pixels at rows and columns that are multiples of ``stride`` (its ``[::stride,
+    ::stride]``), left out of the stream.
     """
     online = online and learned is not None
+    if stride and (given is None or not online or len(given) != len(shapes)):
+        raise ValueError("given values need the online filter and one array per region")
     head = sum(head_size(c, online) for _, _, c in shapes)
     if len(payload) < head:
         raise CorruptFile("predictive payload shorter than its context tables")
-    values = sum(h * w * c for h, w, c in shapes)
+    values = sum(h * w * c - int(given_values(h, w, stride).sum()) * c for h, w, c in shapes)
     if len(payload) == head and values:
         raise CorruptFile("predictive payload has no stream")
     stream = len(payload) - head
@@ -403,10 +441,13 @@ def decode(
         )
     decoder = ans.SegmentDecoder(payload[head:], _tables())
     regions, start = [], 0
-    for h, w, c in shapes:
+    for i, (h, w, c) in enumerate(shapes):
         size = head_size(c, online)
         head_bytes = payload[start : start + size]
-        regions.append(_decode_region(decoder, head_bytes, (h, w, c), work, learned, online))
+        known = _known_planes(given[i], (h, w, c), stride) if stride and given else None
+        regions.append(
+            _decode_region(decoder, head_bytes, (h, w, c), work, learned, online, known, stride)
+        )
         start += size
     decoder.finish()
     return regions
@@ -419,6 +460,8 @@ def _decode_region(
     work: Work | None,
     learned: prior.Prior | None,
     online_filter: bool,
+    known: np.ndarray | None = None,
+    stride: int = 0,
 ) -> np.ndarray:
     height, width, c = shape
     if not height * width * c:
@@ -454,6 +497,7 @@ def _decode_region(
         PREDICTOR_MATRIX, learned is not None, rates, ids.astype(np.int64), offsets, *net,
         FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1, HALF_WIDTHS, *_tables().cumulative(),
         coder.state, coder.words, coder.pos,
+        known if known is not None else np.zeros((c, 1, 1), dtype=np.int64), stride,
     )  # fmt: skip
     coder.state = np.uint64(coder.state)
     if status == kernel.BAD_STREAM:
@@ -461,6 +505,18 @@ def _decode_region(
     if status == kernel.BAD_PIXEL:
         raise CorruptFile("predictive payload decodes to out-of-range pixels")
     return _rebuilt(planes, height, width)
+
+
+def _known_planes(given: np.ndarray, shape: tuple[int, int, int], stride: int) -> np.ndarray:
+    """The (C, h, w) coded planes (coding orientation) of a region of ``shape`` whose pixels
+    at multiples of ``stride`` are ``given``; 0 elsewhere."""
+    h, w, c = shape
+    expected = (-(-h // stride), -(-w // stride), c)
+    if given.shape != expected:
+        raise ValueError(f"given pixels of shape {given.shape}, expected {expected}")
+    full = np.zeros(shape, dtype=np.uint8)
+    full[::stride, ::stride] = given
+    return coded_planes(full).reshape(c, *_coded_shape(h, w))
 
 
 def _network(net: prior.Prior) -> tuple[np.ndarray, ...]:

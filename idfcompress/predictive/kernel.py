@@ -354,20 +354,22 @@ def _online_inputs(u, resid, values, cell, here, plane, plane_cells, prediction)
 @jit()
 def _pop_online(
     n, h, lane_of, at, rates, filters, inputs, resid, mean, log_scale, contexts, shifts,
-    fit_min, top, half_widths, cdf, starts, sizes, state, words, pos, got,
+    fit_min, top, half_widths, cdf, starts, sizes, state, words, pos, got, given,
 ):  # fmt: skip
     """Pops a step's n values one by one, each value's prior mean corrected by its plane's
-    online filter, which then learns from the value; returns the state, the position and
-    whether the stream was bad."""
+    online filter, which then learns from the value; a value with ``given[i]`` is not in
+    the stream, its ``got[i]`` already known. Returns the state, the position and whether
+    the stream was bad."""
     for i in range(n):
         plane = lane_of[i] // h
         rate = rates[plane]
         correction = online.output(filters[plane], inputs[i]) if rate else 0
-        m = online.corrected(int(mean[i]), correction)
-        t, o = _table_of(m, int(log_scale[i]), contexts[i], shifts, fit_min, top, half_widths)
-        got[i], state, pos, bad = pop_value(t, o, cdf, starts, sizes, state, words, pos)
-        if bad:
-            return state, pos, True
+        if not given[i]:
+            m = online.corrected(int(mean[i]), correction)
+            t, o = _table_of(m, int(log_scale[i]), contexts[i], shifts, fit_min, top, half_widths)
+            got[i], state, pos, bad = pop_value(t, o, cdf, starts, sizes, state, words, pos)
+            if bad:
+                return state, pos, True
         r = 16 * got[i] - int(mean[i])
         resid[at[i]] = r
         if rate:
@@ -380,15 +382,16 @@ def _pop_online(
 def _pop_step(
     n, h, lane_of, at, rates, filters, inputs, resid, learned, mean, log_scale, contexts,
     shifts, rule_ids, rule_offsets, fit_min, top, half_widths, tid, off, cdf, starts, sizes,
-    state, words, pos, got,
+    state, words, pos, got, given,
 ):  # fmt: skip
     """Pops the n values of a step into ``got``: one by one with the online filter (when
-    there are ``rates``), else as one segment; returns the state, the position and whether
-    the stream was bad."""
+    there are ``rates``; those with ``given`` are known already), else as one segment;
+    returns the state, the position and whether the stream was bad."""
     if rates.size:
         return _pop_online(
             n, h, lane_of, at, rates, filters, inputs, resid, mean, log_scale, contexts,
             shifts, fit_min, top, half_widths, cdf, starts, sizes, state, words, pos, got,
+            given,
         )  # fmt: skip
     _tables_of(
         n, learned, mean, log_scale, contexts, shifts, rule_ids, rule_offsets, fit_min, top,
@@ -397,11 +400,20 @@ def _pop_step(
     return pop_segment(tid[:n], off[:n], cdf, starts, sizes, state, words, pos, got[:n])
 
 
+@jit(inline="always")
+def _given(known, stride, plane, row, x, prediction):
+    """Whether the value at (``row``, ``x``) of ``plane`` is given (at multiples of
+    ``stride`` > 0), and then its difference from the rounded ``prediction``."""
+    if stride > 0 and row % stride == 0 and x % stride == 0:
+        return 1, known[plane, row, x] - ((prediction + 8) >> 4)
+    return 0, 0
+
+
 @jit()
 def decode_region(
     h, w, c, gains, shifts, ranges, kinds, thresholds, weights, matrix,
     learned, rates, rule_ids, rule_offsets, w0, b0, w1, b1, w2, b2, scale,
-    fit_min, logscale_top, half_widths, cdf, starts, sizes, state, words, pos,
+    fit_min, logscale_top, half_widths, cdf, starts, sizes, state, words, pos, known, stride,
 ):  # fmt: skip
     """Decodes one (h, w) region of c planes (already in coding orientation) from the
     entropy stream at (``state``, ``pos``) of ``words``; returns the (c, h, w) int16 coded
@@ -413,6 +425,8 @@ def decode_region(
     ``rule_ids[context]`` at ``rule_offsets[context]`` from the rounded prediction.
     ``rates`` (c online rates, 0 for none; or no rates): the prior's means are first
     corrected by the online filter (``online``), and every value is a segment of its own.
+    ``stride`` > 0 (with ``rates``): the values at rows and columns that are multiples of
+    ``stride`` are not in the stream; they are taken from ``known`` (c, h, w) coded planes.
     """
     out = np.zeros((c, h, w), dtype=np.int16)
     # Each lane (a plane's row) keeps its last `ring` columns; cell 0 is the zero cell. A
@@ -429,8 +443,8 @@ def decode_region(
     lanes = c * h
     # per value of the current step: cell, lane, column, predictors, blend, earlier errors,
     # context, table and offset, decoded difference
-    per_value = np.empty((9, lanes), dtype=np.int64)
-    at, lane_of, column, blended, below_of, contexts, tid, off, got = per_value
+    per_value = np.zeros((10, lanes), dtype=np.int64)
+    at, lane_of, column, blended, below_of, contexts, tid, off, got, given = per_value
     preds = np.empty((8, lanes), dtype=np.int64)
     near = np.empty((6, lanes), dtype=np.int64)
     near_err = np.empty((6, lanes), dtype=np.int64)
@@ -481,6 +495,7 @@ def decode_region(
                     )  # fmt: skip
             at[n], lane_of[n], column[n] = here, lane, x
             blended[n], below_of[n] = prediction, below
+            given[n], got[n] = _given(known, stride, plane, lane - plane * h, x, prediction)
             n += 1
         if n == 0:
             continue
@@ -493,7 +508,7 @@ def decode_region(
         state, pos, bad = _pop_step(
             n, h, lane_of, at, rates, filters, inputs, resid, learned, mean, log_scale,
             contexts, shifts, rule_ids, rule_offsets, fit_min, logscale_top, half_widths, tid,
-            off, cdf, starts, sizes, state, words, pos, got,
+            off, cdf, starts, sizes, state, words, pos, got, given,
         )  # fmt: skip
         if bad:
             return out, state, pos, BAD_STREAM

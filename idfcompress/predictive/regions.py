@@ -9,7 +9,9 @@ filter 2 (format 7, decoded only) takes one fitted logistic per context, filter 
 per context by fitted shifts, names the prior by a one-byte id and packs the channels
 whose histograms have regular gaps (``packing``); filter 4 (what the encoder writes) is
 filter 3 with the prior's means corrected by the online filter (``predictive.online``),
-learnt while coding. Filter 0
+learnt while coding; filter 5 (format 10, what the encoder writes for tiles of a file with
+a coarse level) is filter 4 without the values at rows and columns that are multiples of
+the file's coarse stride, which the decoder takes from the coarse level. Filter 0
 stores the pixels as they are; filter 1 delta-filters each region on its own, without
 looking outside it: the first row by the left neighbour (the first pixel against 0),
 every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters). The
@@ -34,6 +36,7 @@ __all__ = [
     "DELTA_FILTER",
     "LEARNED",
     "ONLINE",
+    "ONLINE_GIVEN",
     "RegionCoding",
     "NO_FILTER",
     "PREDICTIVE",
@@ -50,6 +53,7 @@ DELTA_FILTER = 1
 PREDICTIVE = 2
 LEARNED = 3
 ONLINE = 4
+ONLINE_GIVEN = 5
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 _DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
@@ -113,28 +117,32 @@ def _payload(filter_id: int, data: bytes) -> bytes:
     return bytes([filter_id]) + compress(data)
 
 
-def _predictive(regions: Sequence[np.ndarray], prior_id: int | None) -> tuple[bytes, coder.Plan]:
+def _predictive(
+    regions: Sequence[np.ndarray], prior_id: int | None, stride: int = 0
+) -> tuple[bytes, coder.Plan]:
     """The predictive payload's first bytes and plan: with prior ``prior_id`` and the
-    online filter (filter 4, its channels packed where :func:`packing.choose` says it
-    pays), or the rule of format 7 (filter 2) when None."""
+    online filter (filter 4, or 5 with ``stride``: the values at multiples of ``stride``
+    left out; its channels packed where :func:`packing.choose` says it pays), or the rule
+    of format 7 for None (filter 2, to measure what the prior brings)."""
     if prior_id is None:
         return bytes([PREDICTIVE]), coder.plan(regions)
     sets = packing.choose(regions) if len({r.shape[2] for r in regions}) == 1 else []
-    start = bytes([ONLINE, prior_id]) + packing.write_sets(sets)
+    start = bytes([ONLINE_GIVEN if stride else ONLINE, prior_id]) + packing.write_sets(sets)
     learned = prior.load_prior(prior_id)
-    return start, coder.plan(packing.pack(regions, sets), learned, online=True)
+    return start, coder.plan(packing.pack(regions, sets), learned, online=True, stride=stride)
 
 
 def encode_regions(
-    regions: Sequence[np.ndarray], prior_id: int | None = prior.DEFAULT_PRIOR
+    regions: Sequence[np.ndarray], prior_id: int | None = prior.DEFAULT_PRIOR, stride: int = 0
 ) -> bytes:
     """The smallest payload of ``regions``: unfiltered, delta-filtered or predictive (the
     last made only when its estimate is within ``RegionCoding.CLOSE`` of the others).
 
     ``prior_id``: the learned prior to code with (None: the rule of format 7, to measure
-    what the prior brings)."""
+    what the prior brings); ``stride``: a predictive payload leaves out the pixels at rows
+    and columns that are multiples of it (:func:`decode_regions` is given them)."""
     candidates = [_payload(f, data) for f, data in _filtered(regions).items()]
-    start, plan = _predictive(regions, prior_id)
+    start, plan = _predictive(regions, prior_id, stride)
     if plan.size <= RegionCoding.CLOSE * min(map(len, candidates)):
         candidates.append(start + plan.payload())
     return min(candidates, key=len)
@@ -150,11 +158,14 @@ class RegionCoding:
     CLOSE = 1.1  # at 1.0, artificial.png (synthetic, mostly raw cores) grew 0.6 %
 
     def __init__(
-        self, regions: Sequence[np.ndarray], prior_id: int | None = prior.DEFAULT_PRIOR
+        self,
+        regions: Sequence[np.ndarray],
+        prior_id: int | None = prior.DEFAULT_PRIOR,
+        stride: int = 0,
     ) -> None:
-        """``prior_id`` as for :func:`encode_regions`."""
+        """``prior_id`` and ``stride`` as for :func:`encode_regions`."""
         sizes = {f: (len(zlib.compress(data, 6)), data) for f, data in _filtered(regions).items()}
-        self._start, self._plan = _predictive(regions, prior_id)
+        self._start, self._plan = _predictive(regions, prior_id, stride)
         best = min(self._plan.size, *(size for size, _ in sizes.values()))
         self.size = 1 + best
         self._predictive = self._plan.size <= self.CLOSE * best
@@ -174,9 +185,10 @@ def coder_name(first: int | None, second: int | None) -> str:
     """What codes a region payload that starts with bytes ``first`` and ``second`` (None:
     absent), for ``idfc info``: e.g. ``learned prior 1`` or ``LZMA2``."""
     names = {NO_FILTER: "LZMA2", DELTA_FILTER: "LZMA2, delta", PREDICTIVE: "rule (format 7)"}
-    if first in (LEARNED, ONLINE):
+    if first in (LEARNED, ONLINE, ONLINE_GIVEN):
         name = f"learned prior {'?' if second is None else second}"
-        return name + (", online filter" if first == ONLINE else "")
+        name += ", online filter" if first != LEARNED else ""
+        return name + (", coarse level given" if first == ONLINE_GIVEN else "")
     if first in names:
         return names[first]
     return "empty" if first is None else f"unknown filter {first}"
@@ -197,6 +209,8 @@ def decode_regions(
     *,
     budget: float | None = coder.VALUES_PER_BYTE,
     work: coder.Work | None = None,
+    given: Sequence[np.ndarray] | None = None,
+    stride: int = 0,
 ) -> list:
     """The regions of the given (H, W, C) shapes from an :func:`encode_regions` payload.
 
@@ -204,22 +218,32 @@ def decode_regions(
     there (``CorruptFile`` otherwise); nothing larger than that is ever allocated. A
     predictive payload is held to ``budget`` values per byte and counted in ``work``
     (:func:`coder.decode`); a learned one needs its prior (``ModelError`` if unknown).
+    ``given`` (with ``stride``): each region's pixels at multiples of ``stride`` (its
+    ``[::stride, ::stride]``), which a filter-5 payload leaves out; a filter-5 payload
+    without them is ``CorruptFile``.
     """
     payload = bytes(payload)
-    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED, ONLINE):
+    known = (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED, ONLINE, ONLINE_GIVEN)
+    if not payload or payload[0] not in known:
         raise CorruptFile("unknown filter" if payload else "empty payload")
     if payload[0] == PREDICTIVE:
         return coder.decode(payload[1:], shapes, budget=budget, work=work)
-    if payload[0] in (LEARNED, ONLINE):
+    if payload[0] in (LEARNED, ONLINE, ONLINE_GIVEN):
         if len(payload) < 2:
             raise CorruptFile("learned payload without its prior id")
+        if payload[0] == ONLINE_GIVEN and (not stride or given is None):
+            raise CorruptFile("region payload needs a coarse level the file does not have")
         learned = prior.load_prior(payload[1])
         channels = {c for _, _, c in shapes}
         sets, used = packing.read_sets(payload[2:], channels.pop() if len(channels) == 1 else 0)
         body = payload[2 + used :]
+        with_given = payload[0] == ONLINE_GIVEN
         decoded = coder.decode(
-            body, shapes, budget=budget, work=work, learned=learned, online=payload[0] == ONLINE
-        )
+            body, shapes, budget=budget, work=work, learned=learned,
+            online=payload[0] != LEARNED,
+            given=packing.pack(given, sets) if with_given and given is not None else None,
+            stride=stride if with_given else 0,
+        )  # fmt: skip
         return packing.unpack(decoded, sets)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))
     flat = np.frombuffer(data, np.uint8)

@@ -523,15 +523,19 @@ def test_info_text_and_json(photo_idf):
 
 
 def ic_region_coders(data: bytes) -> dict[str, int]:
-    """Region and margin payloads by their first byte, counted from the chunk table by hand."""
+    """Region, margin and coarse payloads by their first byte, counted from the chunk table
+    by hand."""
     from idfcompress.format import container, layout
 
     _, chunks = container.read(data)
-    first = [p[:2] for e, p in chunks if e.kind in (layout.REGION_KIND, layout.MARGIN_KIND)]
+    kinds = (layout.REGION_KIND, layout.MARGIN_KIND, layout.COARSE_KIND)
+    first = [p[:2] for e, p in chunks if e.kind in kinds]
     return {
         "learned": sum(1 for p in first if p[0] == 4),
+        "given": sum(1 for p in first if p[0] == 5),
         "lzma": sum(1 for p in first if p[0] in (0, 1)),
-        "prior ids": {p[1] for p in first if p[0] == 4},
+        "prior ids": {p[1] for p in first if p[0] in (4, 5)},
+        "coarse": sum(1 for e, _ in chunks if e.kind == layout.COARSE_KIND),
     }
 
 
@@ -543,14 +547,17 @@ def test_info_names_the_coder_of_every_region(tmp_path):
     photo[:, :64] = 0  # a flat half: LZMA2 wins there
     data = api.compress(photo, tile_size=32)
     counted = ic_region_coders(data)
-    assert counted["learned"] and counted["lzma"] and counted["prior ids"] == {prior.DEFAULT_PRIOR}
+    assert counted["given"] and counted["lzma"] and counted["prior ids"] == {prior.DEFAULT_PRIOR}
     fields = api.info(data)["region_coders"]
-    assert fields.get(f"learned prior {prior.DEFAULT_PRIOR}, online filter") == counted["learned"]
+    name = f"learned prior {prior.DEFAULT_PRIOR}, online filter"
+    assert fields.get(name, 0) == counted["learned"]
+    assert fields.get(f"{name}, coarse level given") == counted["given"]
     assert fields.get("LZMA2", 0) + fields.get("LZMA2, delta", 0) == counted["lzma"]
     (tmp_path / "half.idf").write_bytes(data)
     result = idfc("info", str(tmp_path / "half.idf"))
     exited(result, 0)
-    assert f"{counted['learned']} learned prior {prior.DEFAULT_PRIOR}, online filter" in result.stdout
+    assert f"{counted['given']} {name}, coarse level given" in result.stdout
+    assert f"in {counted['coarse']} tile(s)" in result.stdout
 
 
 def test_test_command(photo_idf):

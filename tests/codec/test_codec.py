@@ -222,6 +222,7 @@ def test_raw_cores_with_bad_payloads_are_corrupt(tiny_models, rng):
     image = rng.integers(0, 256, (16, 16), dtype=np.uint8)
     data = ic.compress(image)
     assert ic.info(data)["region_tiles"] == 1
+    tile = 1  # after the coarse level's chunk
     for payload in (
         b"\0" + regions.compress(b"short"),
         b"\0not lzma",
@@ -230,9 +231,10 @@ def test_raw_cores_with_bad_payloads_are_corrupt(tiny_models, rng):
         b"\0" + zlib.compress(image.tobytes()),
     ):
         with pytest.raises(CorruptFile):
-            ic.decompress(_rewrite_payload(data, 0, lambda _p, payload=payload: payload))
+            ic.decompress(_rewrite_payload(data, tile, lambda _p, payload=payload: payload))
     unfiltered = b"\0" + regions.compress(image.tobytes())  # any valid payload decodes
-    assert np.array_equal(ic.decompress(_rewrite_payload(data, 0, lambda _p: unfiltered)), image)
+    rewritten = _rewrite_payload(data, tile, lambda _p: unfiltered)
+    assert np.array_equal(ic.decompress(rewritten), image)
 
 
 def test_chunk_order_puts_coarsest_stage_first(tiny_models, rng):
@@ -307,14 +309,15 @@ def test_region_coded_tiles_cover_the_whole_tile_alone(tiny_models, rng):
     image = smooth_image(rng, 23, 21, 3)  # one tile: a 16x16 core and margins
     data = ic.compress(image, tile_size=32)
     _, entries = container.read_header(data)
-    assert [e.kind for e in entries] == [layout.REGION_KIND]  # no margin chunk beside it
+    # no margin chunk beside it (the coarse level's chunk first)
+    assert [e.kind for e in entries] == [layout.COARSE_KIND, layout.REGION_KIND]
     assert np.array_equal(ic.decompress(data), image)
     with pytest.raises(CorruptFile, match="needs one raw or margin chunk"):
         ic.decompress(_drop_or_add_margin(data, add=True))
     flow = ic.compress_with_stats(image, tile_size=32, mode="flow")[0]
     header, pairs = container.read(flow)
     chunks = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs]
-    raw = container.Chunk(0, layout.REGION_KIND, 0, container.read(data)[1][0][1].tobytes())
+    raw = container.Chunk(0, layout.REGION_KIND, 0, regions.encode_regions([image]))
     with pytest.raises(CorruptFile, match="raw chunk and other chunks"):
         ic.decompress(container.write(header, [raw, *chunks]))
 
@@ -416,11 +419,11 @@ def test_files_without_flow_chunks_decode_without_their_model(
     default = ic.compress(image, tile_size=32)
     flow = ic.compress_with_stats(image, tile_size=32, mode="flow")[0]
     kinds = {e.kind for e in container.read_header(default)[1]}
-    assert kinds == {layout.REGION_KIND, layout.MARGIN_KIND}
+    assert kinds == {layout.COARSE_KIND, layout.REGION_KIND, layout.MARGIN_KIND}
     monkeypatch.setenv(store.MODELS_ENV, str(tmp_path))  # no models installed
     monkeypatch.setattr(store, "DEFAULT_MODELS", {})
     assert np.array_equal(ic.decompress(default), image)
-    assert [s.exact for s in ic.decode_progressive(default)] == [True]
+    assert [s.exact for s in ic.decode_progressive(default)] == [False, False, True]
     with pytest.raises(ModelError, match="needs model"):
         ic.decompress(flow)
     header, pairs = container.read(default)

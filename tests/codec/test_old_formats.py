@@ -1,6 +1,7 @@
 """Files of older format versions and older priors still decode, exactly: version 7
 (recorded before the learned prior), version 8 (the learned prior without the online
-filter) and version 9 coded with prior 1 (before prior 2 became the default)."""
+filter) and version 9 (the online filter, no coarse level), coded with prior 1 and with
+prior 2."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def test_version_8_files_hold_learned_payloads_without_the_online_filter():
     assert regions.LEARNED == 3
 
 
-def test_version_9_files_hold_prior_1_payloads():
-    coders = [idfcompress.info(p.read_bytes())["region_coders"] for p in FILES if _version(p) == 9]
-    names = {name for counted in coders for name in counted}
-    assert "learned prior 1, online filter" in names and prior.DEFAULT_PRIOR != 1
+def test_version_9_files_hold_both_priors_and_no_coarse_level():
+    infos = [idfcompress.info(p.read_bytes()) for p in FILES if _version(p) == 9]
+    names = {name for info in infos for name in info["region_coders"]}
+    assert {"learned prior 1, online filter", "learned prior 2, online filter"} <= names
+    assert not any(info["coarse_tiles"] for info in infos)
+    assert prior.DEFAULT_PRIOR == 2

@@ -168,9 +168,9 @@ def test_region_tiles_are_exact_from_the_first_stage(tiny_models):
     stages = list(decode_progressive(data))
     assert np.array_equal(stages[0].pixels[:32, :32], image[:32, :32])
     assert np.array_equal(stages[-1].pixels, image)
-    # All raw: a single stage, exact at once.
+    # All raw in a flow file: a single stage, exact at once.
     noise = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
-    only = list(decode_progressive(ic.compress(noise, tile_size=16)))
+    only = list(decode_progressive(encode(noise, tile=16, mode="auto")))
     assert len(only) == 1 and only[0].exact and np.array_equal(only[0].pixels, noise)
 
 
@@ -184,7 +184,7 @@ def test_margins_are_exact_from_the_first_stage(tiny_models):
     assert np.array_equal(stages[-1].pixels, image)
     # An image smaller than the flow's granularity is all margin: one exact stage.
     tiny = smooth_image(np.random.default_rng(7), 5, 7, 3)
-    only = list(decode_progressive(ic.compress(tiny)))
+    only = list(decode_progressive(encode(tiny, mode="flow")))
     assert len(only) == 1 and only[0].exact and np.array_equal(only[0].pixels, tiny)
 
 

@@ -582,9 +582,11 @@ def test_models_lists_defaults(tiny_models):
     assert "tiny-gray  (default for 1 channel(s))" in lines
     assert "tiny-rgb-other" in lines
     # the shipped prior is listed as what it is, not as a flow model
-    assert "prior-2  (learned prior 2 of the predictive coder, default)" in lines
-    assert "prior-1  (learned prior 1 of the predictive coder)" in lines
-    assert "prior-1" not in lines and "prior-2" not in lines
+    for prior_id in prior.PRIORS:
+        mark = ", default" if prior_id == prior.DEFAULT_PRIOR else ""
+        listed = f"prior-{prior_id}  (learned prior {prior_id} of the predictive coder{mark})"
+        assert listed in lines
+        assert f"prior-{prior_id}" not in lines
 
 
 def test_priors_beside_the_models_are_not_flow_models(tiny_model_dir, monkeypatch):

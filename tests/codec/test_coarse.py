@@ -181,3 +181,17 @@ def test_the_cli_and_the_viewer_show_default_files_progressively(astronaut, tmp_
                                   str(tmp_path / "stages")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "stages").glob("stage-*.png"))) == len(stages)
+
+
+def test_a_level_of_several_tiles_round_trips_and_streams():
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:200, 0:300]
+    base = 120 + 60 * np.sin(x / 11.0) * np.cos(y / 7.0)
+    image = np.clip(base[:, :, None] + rng.normal(0, 4, (200, 300, 3)), 0, 255).astype(np.uint8)
+    data = ic.compress(image, tile_size=16)
+    assert ic.info(data)["coarse_tiles"] == len(coarse_tiles(200, 300, 16)) == 6
+    assert np.array_equal(ic.decompress(data), image)
+    stages = list(decode_progressive(data, piece_size=1000))
+    assert len(stages) == 1 + 200 // 16 + 1 and stages[-1].exact
+    assert np.array_equal(stages[0].pixels[::8, ::8], image[::8, ::8])
+    assert np.array_equal(stages[-1].pixels, image)

@@ -132,7 +132,8 @@ def encode(
             )
     finally:
         lattice.release()  # the index tables never outlive the image
-    chunks.sort(key=lambda c: (stream_rank(c.kind, stages[c.group]), c.group, c.tile))
+    # by tile before plane group, so that a row of tiles is whole before the next one starts
+    chunks.sort(key=lambda c: (stream_rank(c.kind, stages[c.group]), c.tile, c.group))
     header = container.Header(
         width=image.width,
         height=image.height,

@@ -112,7 +112,15 @@ def test_every_mode_round_trips_with_its_level(channels):
     expected = image[:, :, 0] if channels == 1 else image
     assert np.array_equal(ic.decompress(data), expected)
     assert ic.info(data)["coarse_tiles"] == len(ic.info(data)["groups"])
-    assert np.array_equal(list(decode_progressive(data))[-1].pixels, expected)
+    stages = list(decode_progressive(data))
+    assert np.array_equal(stages[-1].pixels, expected)
+    # tiles in file order, each tile's plane groups together: a row of tiles is whole first
+    _, chunks = container.read(data)
+    tiles = [e.tile for e, _ in chunks if e.kind != COARSE_KIND]
+    assert tiles == sorted(tiles)
+    assert len(stages) == 1 + 3 and [s.bytes_used for s in stages] == sorted(
+        {s.bytes_used for s in stages}
+    )
 
 
 def rewritten(data: bytes, keep) -> bytes:

@@ -50,6 +50,11 @@ def test_training_writes_a_loadable_prior_and_resumes(tmp_path, rng):
     # at learning rate 0 the continued prior is exactly the one it started from
     after, before = prior.load_file(weights).tensors(), prior.load_file(start).tensors()
     assert all(np.array_equal(after[k], before[k]) for k in before)
+    # another sample seed: other training values, the same validation values
+    other = _train(tmp_path, "--run", str(tmp_path / "other"), "--sample-seed", "5")
+    assert card["data"]["sample_seed"] == 1 and other["data"]["sample_seed"] == 5
+    a, b = (np.load(tmp_path / run / "samples.npz") for run in ("run", "other"))
+    assert not np.array_equal(a["tf"], b["tf"]) and np.array_equal(a["vf"], b["vf"])
 
 
 def test_a_probe_of_another_width_writes_its_curve_and_no_prior(tmp_path, rng):
@@ -64,16 +69,3 @@ def test_a_probe_of_another_width_writes_its_curve_and_no_prior(tmp_path, rng):
     )  # fmt: skip
     assert isinstance(json.loads((tmp_path / "run" / "curve.json").read_text()), list)
     assert not (tmp_path / "out").exists()
-
-
-def test_another_sample_seed_draws_other_training_values(tmp_path, rng):
-    for folder, count in (("train", 2), ("val", 1)):
-        (tmp_path / folder).mkdir()
-        for i in range(count):
-            Image.fromarray(smooth_image(rng, 80, 72, 3)).save(tmp_path / folder / f"{i}.png")
-    first = _train(tmp_path)
-    other = _train(tmp_path, "--run", str(tmp_path / "other"), "--sample-seed", "5")
-    assert first["data"]["sample_seed"] == 1 and other["data"]["sample_seed"] == 5
-    a, b = (np.load(tmp_path / run / "samples.npz") for run in ("run", "other"))
-    assert not np.array_equal(a["tf"], b["tf"])  # other training values
-    assert np.array_equal(a["vf"], b["vf"])  # the same validation values

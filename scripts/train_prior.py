@@ -51,15 +51,10 @@ def load(path: Path) -> np.ndarray:
     return np.ascontiguousarray(pixels if pixels.ndim == 3 else pixels[:, :, None])
 
 
-def tile_view(tile: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per plane of a tile: the prior's features of every value and its coded residual."""
-    planes, _ = coder.analyse(tile, with_features=True)
-    return [(p.features, p.coded) for p in planes if p.features is not None]
-
-
 def filtered_view(tile: np.ndarray, start: prior.Prior) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`tile_view` with one more column: the online filter's correction of each
-    value's mean (sixteenths), as the encoder makes it with the prior ``start``."""
+    """Per plane of a tile: the prior's features of every value, then one more column, the
+    online filter's correction of its mean (sixteenths) as the encoder makes it with the
+    prior ``start``; and its coded residual."""
     planes, _ = coder.analyse(tile, with_features=True, learned=start)
     before = [p.mean for p in planes]
     coder.correct_online(tile, planes)
@@ -72,7 +67,7 @@ def filtered_view(tile: np.ndarray, start: prior.Prior) -> list[tuple[np.ndarray
 
 def samples(
     paths: list[Path], per_plane: int, grey_share: float, seed: int,
-    view: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]] = tile_view,
+    view: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray]]],
 ) -> dict:  # fmt: skip
     """Features, coded values of sampled values of every 256-px tile of the images (``view``
     gives a tile's features and coded values per plane)."""

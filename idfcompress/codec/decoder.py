@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..flow.coding import BatchDecoder
     from ..flow.model import IntegerFlow
 
+_CHUNK_NAMES = {REGION_KIND: "region payload", COARSE_KIND: "coarse level"}  # in errors
 MAX_PIXELS = 1 << 28  # decoder guard against decompression bombs (override with max_pixels)
 # The decoder's working set grows with the pixels of one batch of tiles (~0.5 KB per pixel
 # with a 96-wide model): it refuses larger batches, a limit that grows with max_pixels.
@@ -122,10 +123,6 @@ class Decoding:
         group = self.header.groups[g]
         return out[:, :, group.first_channel : group.first_channel + group.channels]
 
-    def tiles(self) -> list[Tile]:
-        """The image's tiles."""
-        return tiles_of(self.header.height, self.header.width, self.header.tile_size)
-
     def coarse(self, data: bytes | memoryview, g: int) -> np.ndarray | None:
         """Plane group ``g``'s coarse level (``plane[::F, ::F]``, F its stride), decoded from
         its coarse chunks (the first in the file, so ``data`` need reach only that far);
@@ -141,7 +138,7 @@ class Decoding:
         def decode(tile: Tile) -> np.ndarray:
             entry = self.entries[(g, tile.index, COARSE_KIND)]
             shape = [(tile.height, tile.width, channels)]
-            return self._regions(data, entry, tile, shape, "coarse level")[0]
+            return self._regions(data, entry, tile, shape)[0]
 
         try:
             for tile, region in zip(tiles, map_tiles(decode, tiles), strict=True):
@@ -170,7 +167,8 @@ class Decoding:
         plane = self.plane(g, out)
         flow = self.flow(g) if self.uses_flow(g) else None
         side = flow.config.granularity if flow is not None else NO_CORES
-        tiles = self.tiles() if tiles is None else tiles
+        if tiles is None:
+            tiles = tiles_of(self.header.height, self.header.width, self.header.tile_size)
         if coarse is None:
             coarse = self.coarse(data, g)
 
@@ -202,13 +200,11 @@ class Decoding:
         region = self.entries.get((g, tile.index, REGION_KIND))
         if region is not None:  # the whole tile (checked by _check_group)
             shape = [(tile.height, tile.width, plane.shape[2])]
-            given = None
-            if coarse is not None:
-                f = self.strides[g]
-                rows, cols = -(-tile.height // f), -(-tile.width // f)
-                given = coarse[tile.y // f : tile.y // f + rows, tile.x // f : tile.x // f + cols]
-            tile_of(plane, tile)[...] = self._regions(data, region, tile, shape, given=given,
-                                                      stride=self.strides[g])[0]  # fmt: skip
+            f, given = self.strides[g], None
+            if coarse is not None and f:
+                top, left = tile.y // f, tile.x // f
+                given = coarse[top : top - (-tile.height // f), left : left - (-tile.width // f)]
+            tile_of(plane, tile)[...] = self._regions(data, region, tile, shape, given, f)[0]
             return False
         shapes = margin_shapes(tile, side, plane.shape[2])
         if shapes:
@@ -222,18 +218,17 @@ class Decoding:
         entry: container.ChunkEntry,
         tile: Tile,
         shapes: list[tuple[int, int, int]],
-        what: str | None = None,
         given: np.ndarray | None = None,
         stride: int = 0,
     ) -> list[np.ndarray]:
-        """The regions of a region, margin or coarse chunk of ``tile`` (``given``, ``stride``:
-        as :func:`decode_regions` takes them)."""
-        what = what or ("region payload" if entry.kind == REGION_KIND else "margin")
+        """The regions of a region, margin or coarse chunk of ``tile`` (a region tile's
+        ``given`` pixels at multiples of ``stride``, as :func:`decode_regions` takes them)."""
+        what = _CHUNK_NAMES.get(entry.kind, "margin")
         try:
             payload = container.payload(data, entry)
             return decode_regions(
                 payload, shapes, budget=self.budget, work=self.work,
-                given=None if given is None else [given], stride=stride if given is not None else 0,
+                given=None if given is None else [given], stride=stride,
             )  # fmt: skip
         except CorruptFile as exc:
             raise CorruptFile(f"corrupt {what} of tile {tile.index}: {exc}") from None

@@ -197,9 +197,9 @@ class _GroupEncoder:
         self.side, self.tile_size = model.config.granularity, tile_size
         self.tiles = tiles_of(plane.shape[0], plane.shape[1], tile_size)
         # in "predictive" mode the coarse level comes first and the tiles leave its pixels out
-        self.stride = coarse_stride(plane.shape[0], plane.shape[1], tile_size)
-        if mode != "predictive":
-            self.stride = 0
+        self.stride = 0
+        if mode == "predictive":
+            self.stride = coarse_stride(plane.shape[0], plane.shape[1], tile_size)
         self.out: list[container.Chunk] = []
 
     def chunks(self) -> list[container.Chunk]:

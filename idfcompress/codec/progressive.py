@@ -139,12 +139,11 @@ def _header(buffer: _Buffer) -> tuple[container.Header, list[container.ChunkEntr
 # ------------------------------------------------------------------------------ plan
 
 
-def _tile_rows(tiles: list[Tile]) -> list[list[Tile]]:
-    """The tiles by row of the grid, top first."""
-    rows: dict[int, list[Tile]] = {}
-    for tile in tiles:
-        rows.setdefault(tile.y, []).append(tile)
-    return [rows[y] for y in sorted(rows)]
+def _tile_rows(header: container.Header) -> list[list[Tile]]:
+    """The tiles by row of the grid, top first (tiles are numbered row-major)."""
+    tiles = tiles_of(header.height, header.width, header.tile_size)
+    across = header.tile_grid[1]
+    return [tiles[start : start + across] for start in range(0, len(tiles), across)]
 
 
 def _stage_ends(
@@ -165,14 +164,9 @@ def _stage_ends(
         ends[rank] = max(ends[rank], entry.offset + entry.length)
 
     if any(kind == COARSE_KIND for _, _, kind in entries):
-        row_of = {
-            tile.index: r
-            for r, row in enumerate(_tile_rows(tiles_of(header.height, header.width,
-                                                        header.tile_size)))
-            for tile in row
-        }  # fmt: skip
+        across = header.tile_grid[1]
         for (_, t, kind), chunk in entries.items():
-            need(0 if kind == COARSE_KIND else 1 + row_of[t], chunk)
+            need(0 if kind == COARSE_KIND else 1 + t // across, chunk)
         return _cumulative(ends)
 
     for g, count in enumerate(stages):
@@ -313,7 +307,7 @@ def _coarse_first(
     time, exact (rendered from stage ``last`` on when ``best_only``)."""
     header = decoding.header
     count, total = len(ends), decoding.size
-    rows = _tile_rows(decoding.tiles())
+    rows = _tile_rows(header)
     levels: list[np.ndarray | None] = []
     for k in range(1, count + 1):
         _wait_for(buffer, k, ends, total)

@@ -103,6 +103,11 @@ def coded_planes(region: np.ndarray) -> np.ndarray:
     r = region.astype(np.int64)
     if _coded_shape(*r.shape[:2]) != r.shape[:2]:
         r = r.transpose(1, 0, 2)
+    return _planes_of(r)
+
+
+def _planes_of(r: np.ndarray) -> np.ndarray:
+    """(C, H W) plane values of an (H, W, C) int64 array already in coding orientation."""
     planes = r.reshape(-1, r.shape[2]).T.copy()
     if r.shape[2] in (3, 4):
         planes[:3] = np.stack([planes[1], planes[0] - planes[1], planes[2] - planes[1]])
@@ -197,6 +202,11 @@ def given_values(h: int, w: int, stride: int) -> np.ndarray:
         return np.zeros(h * w, dtype=bool)
     row, col = np.divmod(np.arange(h * w), w)
     return (row % stride == 0) & (col % stride == 0)
+
+
+def _given_count(h: int, w: int, stride: int) -> int:
+    """How many pixels of an (h, w) region :func:`given_values` names."""
+    return -(-h // stride) * -(-w // stride) if stride else 0
 
 
 @dataclass
@@ -430,7 +440,7 @@ def decode(
     head = sum(head_size(c, online) for _, _, c in shapes)
     if len(payload) < head:
         raise CorruptFile("predictive payload shorter than its context tables")
-    values = sum(h * w * c - int(given_values(h, w, stride).sum()) * c for h, w, c in shapes)
+    values = sum((h * w - _given_count(h, w, stride)) * c for h, w, c in shapes)
     if len(payload) == head and values:
         raise CorruptFile("predictive payload has no stream")
     stream = len(payload) - head
@@ -508,15 +518,16 @@ def _decode_region(
 
 
 def _known_planes(given: np.ndarray, shape: tuple[int, int, int], stride: int) -> np.ndarray:
-    """The (C, h, w) coded planes (coding orientation) of a region of ``shape`` whose pixels
-    at multiples of ``stride`` are ``given``; 0 elsewhere."""
+    """The coded planes (C, rows, columns; coding orientation) of the ``given`` pixels at
+    multiples of ``stride`` of a region of ``shape``: the kernel reads the value at (y, x)
+    as its (y / stride, x / stride)."""
     h, w, c = shape
     expected = (-(-h // stride), -(-w // stride), c)
     if given.shape != expected:
         raise ValueError(f"given pixels of shape {given.shape}, expected {expected}")
-    full = np.zeros(shape, dtype=np.uint8)
-    full[::stride, ::stride] = given
-    return coded_planes(full).reshape(c, *_coded_shape(h, w))
+    g = given.astype(np.int64)
+    g = g.transpose(1, 0, 2) if w > h else g  # the region's orientation, not the level's
+    return _planes_of(g).reshape(c, *g.shape[:2])
 
 
 def _network(net: prior.Prior) -> tuple[np.ndarray, ...]:

@@ -405,7 +405,7 @@ def _given(known, stride, plane, row, x, prediction):
     """Whether the value at (``row``, ``x``) of ``plane`` is given (at multiples of
     ``stride`` > 0), and then its difference from the rounded ``prediction``."""
     if stride > 0 and row % stride == 0 and x % stride == 0:
-        return 1, known[plane, row, x] - ((prediction + 8) >> 4)
+        return 1, known[plane, row // stride, x // stride] - ((prediction + 8) >> 4)
     return 0, 0
 
 
@@ -426,7 +426,8 @@ def decode_region(
     ``rates`` (c online rates, 0 for none; or no rates): the prior's means are first
     corrected by the online filter (``online``), and every value is a segment of its own.
     ``stride`` > 0 (with ``rates``): the values at rows and columns that are multiples of
-    ``stride`` are not in the stream; they are taken from ``known`` (c, h, w) coded planes.
+    ``stride`` are not in the stream; they are taken from ``known``, the coded planes of
+    those values alone (c, ceil(h / stride), ceil(w / stride)).
     """
     out = np.zeros((c, h, w), dtype=np.int16)
     # Each lane (a plane's row) keeps its last `ring` columns; cell 0 is the zero cell. A

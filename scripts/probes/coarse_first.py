@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prior_ablation import DATA, SUFFIXES  # noqa: E402
 from residual_shape import coded_values, logistic_p  # noqa: E402
 
+from idfcompress.codec.progressive import upsample  # noqa: E402
 from idfcompress.predictive import prior, regions  # noqa: E402
 
 
@@ -64,18 +65,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def upsampled(coarse: np.ndarray, f: int, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest and bilinear upsamplings of the subsample to ``shape``."""
+    """Nearest and bilinear (the decoder's first stage) upsamplings of the subsample."""
     h, w = shape[:2]
     nearest = np.repeat(np.repeat(coarse, f, 0), f, 1)[:h, :w]
-    y = np.minimum(np.arange(h) / f, coarse.shape[0] - 1)
-    x = np.minimum(np.arange(w) / f, coarse.shape[1] - 1)
-    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
-    y1, x1 = np.minimum(y0 + 1, coarse.shape[0] - 1), np.minimum(x0 + 1, coarse.shape[1] - 1)
-    fy, fx = (y - y0)[:, None, None], (x - x0)[None, :, None]
-    c = coarse.astype(np.float64)
-    top = c[y0][:, x0] * (1 - fx) + c[y0][:, x1] * fx
-    bottom = c[y1][:, x0] * (1 - fx) + c[y1][:, x1] * fx
-    return nearest, top * (1 - fy) + bottom * fy
+    bilinear = np.zeros(shape, dtype=np.uint8)
+    upsample(coarse, f, bilinear)
+    return nearest, bilinear
 
 
 def main() -> None:

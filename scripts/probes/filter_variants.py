@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lms_prior import prepared  # noqa: E402
-from prior_ablation import DATA, tiles  # noqa: E402
+from prior_ablation import folder_table  # noqa: E402
 
 from idfcompress.compiled import jit  # noqa: E402
 from idfcompress.predictive import lattice, prior  # noqa: E402
@@ -187,14 +187,7 @@ def main() -> None:
                 del VARIANTS[name]
     learned = prior.load_prior(prior.DEFAULT_PRIOR)
     names = ["off", *VARIANTS]
-    print(f"{'folder':<22}" + "".join(f"{v:>10}" for v in names) + "   (bits/subpixel; vs base)")
-    for folder in sorted(p for p in DATA.glob("*/*") if p.is_dir()):
-        sample = tiles(folder, args.tiles, seed=0)
-        sizes = np.array([tile_bits(t, learned) for t in sample]).sum(0)
-        sizes /= sum(t.size for t in sample)
-        rel = "  ".join(f"{100 * (s / sizes[1] - 1):+.2f}%" for s in sizes[2:])
-        name = folder.parent.name + "/" + folder.name
-        print(f"{name:<22}" + "".join(f"{s:>10.4f}" for s in sizes) + "   " + rel, flush=True)
+    folder_table(names, lambda t: tile_bits(t, learned), args.tiles, base=1, note="; vs base")
 
 
 if __name__ == "__main__":

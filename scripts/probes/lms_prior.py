@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prior_ablation import DATA, tiles  # noqa: E402
+from prior_ablation import DATA, folder_table, tiles  # noqa: E402
 
 from idfcompress.compiled import jit  # noqa: E402
 from idfcompress.entropy.tables import FIT_MIN_LOGSCALE, HALF_WIDTHS, LOGSCALE_COUNT  # noqa: E402
@@ -158,14 +158,7 @@ def main() -> None:
     learned = prior.load_prior(prior.DEFAULT_PRIOR)
     if args.warm:
         names = ["off", "cold", "+warm 8", "+warm 9"]
-        print(f"{'folder':<22}" + "".join(f"{v:>10}" for v in names) + "   (bits/subpixel)")
-        for folder in sorted(p for p in DATA.glob("*/*") if p.is_dir()):
-            sample = tiles(folder, args.tiles, seed=0)
-            sizes = np.array([warm_start_bits(t, learned) for t in sample]).sum(0)
-            sizes /= sum(t.size for t in sample)
-            rel = "  ".join(f"{100 * (s / sizes[0] - 1):+.2f}%" for s in sizes[1:])
-            name = folder.parent.name + "/" + folder.name
-            print(f"{name:<22}" + "".join(f"{s:>10.4f}" for s in sizes) + "   " + rel, flush=True)
+        folder_table(names, lambda t: warm_start_bits(t, learned), args.tiles)
         return
     rates = [0.0] if args.quick else RATES
     names = [f"mu {mu:g}" for mu in rates] + ["best", "integer"]

@@ -43,6 +43,19 @@ def tiles(folder: Path, count: int, seed: int) -> list[np.ndarray]:
     return [out[i] for i in sorted(rng.choice(len(out), min(count, len(out)), replace=False))]
 
 
+def folder_table(names, tile_bits, count: int, base: int = 0, note: str = "") -> None:
+    """Prints, per validation folder, the bits per subpixel of each of ``names`` summed over
+    ``count`` sampled tiles (``tile_bits(tile)``: one figure per name), and each after the
+    ``base``-th relative to it."""
+    print(f"{'folder':<22}" + "".join(f"{v:>10}" for v in names) + f"   (bits/subpixel{note})")
+    for folder in sorted(p for p in DATA.glob("*/*") if p.is_dir()):
+        sample = tiles(folder, count, seed=0)
+        sizes = np.array([tile_bits(t) for t in sample]).sum(0) / sum(t.size for t in sample)
+        rel = "  ".join(f"{100 * (s / sizes[base] - 1):+.2f}%" for s in sizes[base + 1 :])
+        name = folder.parent.name + "/" + folder.name
+        print(f"{name:<22}" + "".join(f"{s:>10.4f}" for s in sizes) + "   " + rel, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=40, help="tiles per folder")

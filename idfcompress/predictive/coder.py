@@ -45,7 +45,7 @@ from ..entropy.tables import (
 from ..errors import CorruptFile, ImageTooLarge
 from ..once import once
 from . import kernel, online, prior, search
-from .lattice import BAND, neighbours, steps
+from .lattice import BAND, given_count, given_values, neighbours, steps
 
 __all__ = [
     "BAND",
@@ -56,7 +56,6 @@ __all__ = [
     "VALUES_PER_BYTE",
     "coded_planes",
     "correct_online",
-    "given_values",
     "plane_ranges",
     "Plan",
     "Work",
@@ -193,22 +192,6 @@ def _learned(planes: list[Analysis], coded: np.ndarray):
     return shifts.astype(np.int8).view(np.uint8), means, scales, bits
 
 
-def given_values(h: int, w: int, stride: int) -> np.ndarray:
-    """Which values of an (h, w) region's planes (bool, raster order in the coding
-    orientation) are given rather than coded: those at rows and columns that are multiples
-    of ``stride`` (none for 0)."""
-    h, w = _coded_shape(h, w)
-    if not stride:
-        return np.zeros(h * w, dtype=bool)
-    row, col = np.divmod(np.arange(h * w), w)
-    return (row % stride == 0) & (col % stride == 0)
-
-
-def _given_count(h: int, w: int, stride: int) -> int:
-    """How many pixels of an (h, w) region :func:`given_values` names."""
-    return -(-h // stride) * -(-w // stride) if stride else 0
-
-
 @dataclass
 class Analysis:
     """One plane of a region as the coder sees it, every array in raster order: the coded
@@ -291,7 +274,7 @@ class Plan:
         """``gains=False`` leaves every gain 0 (to measure what the gains bring);
         ``learned``: code with that prior (format 8) instead of the hand-made rule;
         ``online``: correct its means with the online filter (needs ``learned``);
-        ``stride``: the values :func:`given_values` names are left out of the stream (the
+        ``stride``: the values ``lattice.given_values`` names are left out of the stream (the
         decoder is given them; needs ``online``)."""
         self._gains = gains
         self._prior = learned
@@ -323,7 +306,7 @@ class Plan:
         if self._online:
             self._head += correct_online(region, planes).astype(np.uint8).tobytes()
             bounds = np.arange(1, coded.size)  # every value a segment of its own
-        kept = ~given_values(region.shape[0], region.shape[1], self._stride)
+        kept = ~given_values(h, w, self._stride)
         if self._prior is None:
             table, means, scales, bits = _rule(coded, contexts)
         else:
@@ -360,7 +343,7 @@ def plan(
 ) -> Plan:
     """The predictive coding of the given (H, W, C) uint8 regions (with the ``learned``
     prior, or the hand-made rule when None; ``online``: with the online filter;
-    ``stride``: leaving out the values :func:`given_values` names)."""
+    ``stride``: leaving out the values ``lattice.given_values`` names)."""
     return Plan(regions, learned=learned, online=online, stride=stride)
 
 
@@ -440,7 +423,7 @@ def decode(
     head = sum(head_size(c, online) for _, _, c in shapes)
     if len(payload) < head:
         raise CorruptFile("predictive payload shorter than its context tables")
-    values = sum((h * w - _given_count(h, w, stride)) * c for h, w, c in shapes)
+    values = sum((h * w - given_count(h, w, stride)) * c for h, w, c in shapes)
     if len(payload) == head and values:
         raise CorruptFile("predictive payload has no stream")
     stream = len(payload) - head

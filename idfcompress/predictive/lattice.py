@@ -1,4 +1,5 @@
-"""Where each value of a predictive region sits: its neighbours' cells and its coding step.
+"""Where each value of a predictive region sits: its neighbours' cells, its coding step and
+whether it is given (by a coarse level) rather than coded.
 
 The encoder predicts a whole region at once, so it indexes every pixel (:func:`neighbours`,
 :func:`steps`); the decoder's compiled walk (``kernel.decode_region``) computes the same
@@ -22,6 +23,8 @@ __all__ = [
     "CACHE_BYTES",
     "ByteCache",
     "cached_bytes",
+    "given_count",
+    "given_values",
     "neighbours",
     "release",
     "steps",
@@ -126,3 +129,18 @@ def _steps(h: int, w: int, planes: int) -> tuple[np.ndarray, np.ndarray]:
     bounds = np.cumsum(np.bincount(step))[:-1] if cells.size else np.zeros(0, np.int64)
     cells.setflags(write=False)
     return cells, bounds
+
+
+def given_values(h: int, w: int, stride: int) -> np.ndarray:
+    """Which values of an (h, w) plane in coding orientation (bool, raster order) are given
+    rather than coded: those at rows and columns that are multiples of ``stride`` (none for
+    0; the same pixels in either orientation)."""
+    if not stride:
+        return np.zeros(h * w, dtype=bool)
+    row, col = np.divmod(np.arange(h * w), w)
+    return (row % stride == 0) & (col % stride == 0)
+
+
+def given_count(h: int, w: int, stride: int) -> int:
+    """How many values of an (h, w) plane :func:`given_values` names."""
+    return -(-h // stride) * -(-w // stride) if stride else 0

@@ -33,6 +33,10 @@ class ModelError(IdfError):
     """A model is missing, malformed or not the one a file was made with."""
 
 
+class MissingDependency(IdfError):
+    """An optional package a feature needs is not installed (e.g. PyTorch for the flow)."""
+
+
 class ImageTooLarge(IdfError):
     """The image exceeds the pixel limit set to guard against decompression bombs."""
 

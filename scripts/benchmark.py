@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import fnmatch
 import gc
+import importlib.util
 import io
 import json
 import math
@@ -319,6 +320,8 @@ def idfc_codec(model: str | None, threads: int, mode: str = "predictive") -> Cod
         return names
 
     def supports(image: BenchImage) -> str | None:
+        if mode != "predictive" and importlib.util.find_spec("torch") is None:
+            return "the flow needs PyTorch (the flow extra)"
         if model is not None and _model_channels(model) != _idfc_groups(image.channels)[0]:
             return f"model {model} codes {_model_channels(model)}-channel planes"
         for name in models_for(image.channels):
@@ -382,14 +385,11 @@ def select_codecs(codecs: list[Codec], patterns: str | None) -> list[Codec]:
 
 
 def set_threads(threads: int) -> None:
-    """Thread count for idfc's tiles and torch; the imagecodecs codecs receive it as
-    numthreads."""
-    import torch
+    """Thread count for idfc's tiles and its flow's networks; the imagecodecs codecs receive
+    it as numthreads."""
+    from idfcompress import set_threads as set_idfc_threads
 
-    from idfcompress import set_threads as set_tile_threads
-
-    torch.set_num_threads(threads)
-    set_tile_threads(threads)
+    set_idfc_threads(threads)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -883,22 +883,20 @@ def _cpu_name() -> str:
 
 
 def environment(threads: int, repeats: int, budget_s: float) -> dict:
-    import torch
-
     info = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
-        "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "repeats": repeats,
         "time_budget_s": budget_s,
         "timing": "median wall-clock (time.perf_counter) of up to `repeats` runs, first included",
         "memory_method": PeakMemory.method,
         "memory": "peak RSS above the RSS at the start of the first encode / decode",
-        "torch": torch.__version__,
+        # None when the flow never ran (torch not imported, or not installed)
+        "torch": sys.modules["torch"].__version__ if "torch" in sys.modules else None,
         "pillow": Image.__version__,
     }
     if imagecodecs is not None:
@@ -1083,7 +1081,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="S",
         help="stop repeating a step once its runs took S seconds (default 30)",
     )
-    parser.add_argument("--threads", type=int, default=2, help="threads for torch/codecs")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for idfc and the other codecs"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
     parser.add_argument("--per-image", action="store_true", help="also print per-image rows")
     parser.add_argument(
@@ -1114,7 +1114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(
             f"benchmark: missing {', '.join(missing)}; install the extra with "
-            "scripts/setup.sh test,bench (or, in a venv that already has the CPU torch, "
+            "scripts/setup.sh bench (or, in a venv, "
             "python -m pip install -e '.[bench]')",
             file=sys.stderr,
         )

@@ -194,8 +194,8 @@ def test_missing_dependency_message(bench, monkeypatch, capsys):
     monkeypatch.setattr(bench, "missing_dependencies", lambda: ["imagecodecs"])
     assert bench.main([]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "scripts/setup.sh test,bench" in err
-    assert "pip install 'idfcompress[bench]'" not in err  # that would pull CUDA's torch
+    assert len(err.splitlines()) == 1 and "scripts/setup.sh bench" in err
+    assert "pip install -e '.[bench]'" in err  # the extra pulls no torch
 
 
 def test_plot_labels_do_not_overlap(bench, tmp_path):

@@ -104,3 +104,43 @@ def test_default_files_need_no_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'coding'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=120)
+
+
+# torch made unimportable, as on an install without the flow extra
+_WITHOUT_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+
+def test_without_torch_only_the_flow_is_refused_in_one_line(tmp_path):
+    """Without PyTorch installed, default files compress and decompress (API and CLI, with
+    -T), and what needs the flow fails with a MissingDependency that says how to install it."""
+    flow_file = ROOT / "tests" / "codec" / "data" / "format7" / "rgba-40x33-flow.idf"
+    script = _WITHOUT_TORCH + (
+        "import numpy as np, pytest, idfcompress\n"
+        "from idfcompress.errors import MissingDependency\n"
+        "image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)\n"
+        "idfcompress.set_threads(2)\n"
+        "assert np.array_equal(idfcompress.decompress(idfcompress.compress(image)), image)\n"
+        "for call in (lambda: idfcompress.compress(image, mode='flow'),\n"
+        f"             lambda: idfcompress.decompress(open({str(flow_file)!r}, 'rb').read())):\n"
+        "    with pytest.raises(MissingDependency, match=r'PyTorch.*idfcompress\\[flow\\]'):\n"
+        "        call()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=120)
+    main = _WITHOUT_TORCH + "from idfcompress.app.cli import main; main(prog_name='idfc')"
+    np_image = "import numpy as np; from PIL import Image; "
+    subprocess.run(
+        [sys.executable, "-c", np_image + "Image.fromarray(np.full((9, 9), 7, np.uint8))"
+         ".save('p.png')"], check=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+
+    def idfc(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", main, *args]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    assert idfc("compress", "-q", "-T", "2", "p.png").returncode == 0
+    assert idfc("decompress", "-q", "-T", "2", "p.png.idf", "-o", "back.png").returncode == 0
+    done = idfc("decompress", str(flow_file), "-o", "flow.png")
+    assert done.returncode == 1 and not (tmp_path / "flow.png").exists()
+    assert done.stderr.count("\n") == 1 and "needs PyTorch" in done.stderr, done.stderr
+    done = idfc("compress", "--progressive", "p.png", "-o", "p2.idf")
+    assert done.returncode == 1 and "needs PyTorch" in done.stderr, done.stderr

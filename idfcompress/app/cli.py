@@ -89,11 +89,9 @@ def batch_options(function: Callable) -> Callable:
 
 def _threads(threads: int | None) -> None:
     if threads:
-        from ..api import set_threads as set_tile_threads
-        from ..flow.coding import set_threads
+        from ..api import set_threads
 
-        set_tile_threads(threads)
-        set_threads(threads)
+        set_threads(threads)  # the tiles' threads, and the flow's networks' if they run
 
 
 def _interrupted() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CorruptFile, ImageTooLarge
+from ..flow import runtime as flow_runtime
 from ..format import container
 from ..format.layout import (
     COARSE_KIND,
@@ -38,7 +39,7 @@ from ..imageio import CHANNELS, PixelImage
 from ..predictive import lattice
 from ..predictive.coder import VALUES_PER_BYTE, Work
 from ..predictive.regions import decode_regions
-from .threads import map_tiles
+from .threads import map_tiles, requested
 
 if TYPE_CHECKING:
     from ..flow.coding import BatchDecoder
@@ -104,6 +105,7 @@ class Decoding:
     def flow(self, g: int) -> IntegerFlow:
         """The model of plane group ``g``, checked against the file (torch is imported)."""
         if g not in self._flows:
+            flow_runtime("decoding this file's flow-coded tiles", requested())
             from ..flow.coding import model_for
 
             self._flows[g] = model_for(self.header.groups[g]).flow

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
+from ..flow import runtime as flow_runtime
 from ..flow.store import ModelInfo, default_model_name, describe_model
 from ..format import container
 from ..format.layout import (
@@ -42,7 +43,7 @@ from ..format.layout import (
 from ..imageio import PixelImage
 from ..predictive import lattice
 from ..predictive.regions import RegionCoding, encode_regions, warm_up
-from .threads import map_tiles
+from .threads import map_tiles, requested
 
 if TYPE_CHECKING:
     from ..flow.loading import LoadedModel
@@ -175,6 +176,7 @@ def _resolve_model(channels: int, model: str | LoadedModel | None, mode: str) ->
         info = describe_model(default_model_name(channels))
     if mode == "predictive":
         return info
+    flow_runtime(f"mode '{mode}' (the flow; idfc --progressive, -e 2)", requested())
     from ..flow.loading import load_model
 
     return load_model(info)

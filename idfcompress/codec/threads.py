@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["map_tiles", "set_threads", "threads"]
+__all__ = ["map_tiles", "requested", "set_threads", "threads"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -27,8 +27,15 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
+def requested() -> int | None:
+    """:func:`set_threads`'s count, None when it was not set (the flow's networks then use
+    torch's own count)."""
+    return _threads
+
+
 def set_threads(count: int | None) -> None:
-    """Code tiles on ``count`` threads (None: as many as the cores)."""
+    """Code tiles, and run the flow's networks, on ``count`` threads (None: as many as the
+    cores)."""
     global _threads
     if count is not None and count < 1:
         raise ValueError("threads must be at least 1")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from .codec import decoder, encoder
 from .codec.decoder import MAX_PIXELS
-from .codec.encoder import DEFAULT_MODE, DEFAULT_TILE_SIZE, MODES, EncodeStats, Progress
+from .codec.encoder import DEFAULT_TILE_SIZE, EncodeStats, Progress
 from .codec.threads import set_threads
 from .errors import ImageTooLarge, VerificationFailed
 from .format import container
@@ -27,10 +27,8 @@ from .imageio import PixelImage, from_array, from_pil, read_image, to_pil
 from .predictive import regions
 
 __all__ = [
-    "DEFAULT_MODE",
     "DEFAULT_TILE_SIZE",
     "MAX_PIXELS",
-    "MODES",
     "EncodeStats",
     "as_pixel_image",
     "compress",
@@ -88,31 +86,23 @@ def as_pixel_image(image: ImageLike) -> PixelImage:
 def compress(
     image: ImageLike,
     *,
-    model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
-    mode: str = DEFAULT_MODE,
     verify: bool = False,
 ) -> bytes:
-    """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes.
-
-    ``mode``: ``"predictive"`` (the default) codes every tile with the predictive coder and
-    runs no network; ``"flow"`` codes every tile with the flow, coarsest level first, so
-    that any prefix of the file shows the whole picture; ``"auto"`` tries both on every tile
-    and keeps the smaller (slower). ``verify`` decodes the result once to make sure.
-    """
-    return compress_with_stats(image, model=model, tile_size=tile_size, mode=mode, verify=verify)[0]
+    """Losslessly compress an image (uint8 array, Pillow image or path) to .idf bytes, coarse
+    level first, so that any prefix past it shows the whole picture. ``verify`` decodes the
+    result once to make sure."""
+    return compress_with_stats(image, tile_size=tile_size, verify=verify)[0]
 
 
 def compress_with_stats(
     image: ImageLike,
     *,
-    model: str | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
-    mode: str = DEFAULT_MODE,
     verify: bool = False,
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeStats]:
-    """Like :func:`compress`, also returning the measured sizes (real and ideal);
+    """Like :func:`compress`, also returning what was measured (sizes, tiles);
     ``progress(done, total)`` is called once per coded tile.
 
     ``verify`` decodes the result and raises :class:`VerificationFailed` unless it gives
@@ -120,9 +110,7 @@ def compress_with_stats(
     """
     pixels = as_pixel_image(image)
     try:
-        data, stats = encoder.encode(
-            pixels, model=model, tile_size=tile_size, mode=mode, progress=progress
-        )
+        data, stats = encoder.encode(pixels, tile_size=tile_size, progress=progress)
     except MemoryError:
         raise ImageTooLarge(
             f"not enough memory to compress this {pixels.width}x{pixels.height} image"
@@ -225,8 +213,9 @@ def _info(
                 "model": g.model_name,
                 "model_sha256": g.model_sha256.hex(),
                 "arithmetic": container.ARITHMETICS.get(g.arithmetic, str(g.arithmetic)),
+                "flow_chunks": sum(1 for c in chunks if c.group == i and is_flow_kind(c.kind)),
             }
-            for g in header.groups
+            for i, g in enumerate(header.groups)
         ],
         "metadata": {tag: len(value) for tag, value in header.metadata.items()},
         "chunks": len(chunks),

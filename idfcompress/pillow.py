@@ -11,14 +11,9 @@ file raises ``OSError`` (with the :class:`~idfcompress.IdfError` as its cause), 
 gives a wrong image. ``Image.open`` reads the header only; ``load()`` reads the rest of the
 file once, into one buffer, and decodes it.
 
-Not implemented, on purpose: ``draft()`` (so ``thumbnail()`` decodes exactly and then
-reduces) and a faster ``reduce()``. The first stages of a progressive file are no cheaper
-to render than the exact image, since filling the missing stages runs the same prior
-networks (astronaut, ``mode="flow"``, one thread: ``decode_preview`` of stages 1, 3, 4, 5
-took 1.6-2.0 s, ``decompress`` 1.2-1.9 s), and, even reduced, they are far from the
-reduced exact image: box-reduced by 2 / 4 / 8, stage 1 is at 21.1 / 21.8 / 23.0 dB PSNR
-from the reduced exact image, stage 3 at 30.3 / 32.6 / 35.1 dB (coffee: 19.9 / 20.5 / 21.4
-and 28.9 / 31.3 / 34.1). A draft would be a worse picture at no saving.
+Not implemented: ``draft()`` and a faster ``reduce()``, so ``thumbnail()`` decodes exactly
+and then reduces. A default file's coarse level (every F-th pixel, read first) could serve
+a draft at 1/F of the size; not done yet.
 Previews are given only where Pillow asks for what a damaged file still holds: with
 ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` a truncated progressive file loads as the best
 stage its bytes allow, and ``info["idf_preview"]`` is ``(stage, stages)``.
@@ -154,16 +149,6 @@ class IdfImageFile(ImageFile.ImageFile):
         return Image.Image.load(self)
 
 
-def _coding_mode(options: dict[str, Any]) -> str:
-    """The encoder mode from the save options (``progressive``, ``effort``)."""
-    if options.get("progressive"):
-        return "flow"
-    effort = options.get("effort", 1)
-    if effort not in (1, 2):
-        raise ValueError(f"effort must be 1 or 2, not {effort!r}")
-    return "auto" if effort == 2 else "predictive"
-
-
 def _metadata(image: Image.Image, options: dict[str, Any]) -> dict[str, bytes]:
     """ICC profile and EXIF to store: the save options', else the image's own."""
     icc = options.get("icc_profile", image.info.get("icc_profile"))
@@ -179,12 +164,11 @@ def _metadata(image: Image.Image, options: dict[str, Any]) -> dict[str, bytes]:
 
 
 def save(image: Image.Image, fp: IO[bytes], filename: str | bytes = "") -> None:
-    """Pillow's save handler: ``image.save("x.idf", progressive=False, effort=1, model=None,
-    tile_size=256, verify=False, icc_profile=..., exif=...)``.
+    """Pillow's save handler: ``image.save("x.idf", tile_size=256, verify=False,
+    icc_profile=..., exif=...)``; other options are ignored, as Pillow's own plugins do.
 
-    ``progressive=True`` codes every tile with the flow (``idfc compress --progressive``),
-    ``effort=2`` tries both coders on every tile; P and 1 images are stored as RGB(A) and L,
-    as :func:`idfcompress.compress` stores them; other modes (I;16, F, CMYK, ...) raise
+    Every file is progressive (its coarse level first). P and 1 images are stored as RGB(A)
+    and L, as :func:`idfcompress.compress` stores them; other modes (I;16, F, CMYK, ...) raise
     ``OSError``. The image's ICC profile and EXIF are kept unless the options replace them
     (``icc_profile=None``, ``exif=b""`` drop them).
     """
@@ -194,10 +178,9 @@ def save(image: Image.Image, fp: IO[bytes], filename: str | bytes = "") -> None:
     except UnsupportedImage as exc:
         raise OSError(f"cannot write mode {image.mode} as IDF: {exc}") from exc
     pixels.metadata = _metadata(image, options)
-    extra = {key: options[key] for key in ("model", "tile_size") if key in options}
+    extra = {key: options[key] for key in ("tile_size",) if key in options}
     try:
-        mode, verify = _coding_mode(options), bool(options.get("verify"))
-        data = compress(pixels, mode=mode, verify=verify, **extra)
+        data = compress(pixels, verify=bool(options.get("verify")), **extra)
     except IdfError as exc:
         raise OSError(str(exc)) from exc
     fp.write(data)

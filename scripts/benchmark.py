@@ -19,7 +19,6 @@ import ctypes
 import ctypes.util
 import fnmatch
 import gc
-import importlib.util
 import io
 import json
 import math
@@ -64,8 +63,7 @@ CSV_FIELDS = (
     "image", "codec", "status", "exact", "height", "width", "channels", "subpixels", "bytes",
     "bpsp", "ratio_raw", "ratio_png", "encode_s", "decode_s", "encode_mps", "decode_mps",
     "encode_runs", "decode_runs", "threads", "encode_peak_mib", "decode_peak_mib",
-    "ideal_bpsp", "file_overhead", "stream_overhead", "ideal_bits", "region_tiles", "tiles",
-    "models", "png_bytes", "note",
+    "tiles", "coarse_tiles", "png_bytes", "note",
 )  # fmt: skip
 
 
@@ -285,87 +283,27 @@ def classic_codecs(threads: int) -> list[Codec]:
     ]
 
 
-def _idfc_groups(channels: int) -> list[int]:
-    """Channel counts of the plane groups idfc codes an image of ``channels`` as."""
-    return {1: [1], 2: [1, 1], 3: [3], 4: [3, 1]}[channels]
-
-
-def _model_channels(name: str) -> int | None:
-    """Channels a model codes (from its header), or None if it is not available."""
-    from idfcompress.errors import IdfError
-    from idfcompress.flow import store
-
-    try:
-        return int(store.describe_model(name).config.in_channels)
-    except IdfError:
-        return None
-
-
-def idfc_codec(model: str | None, threads: int, mode: str = "predictive") -> Codec:
-    """idfc with ``model`` for the planes it fits (the default model of each group if None).
-
-    ``mode`` "predictive" is idfc's own default (every tile a region payload); "flow"
-    ("idfc-flow", ``idfc compress --progressive``) sends every core through the flow.
-    """
+def idfc_codec(threads: int) -> Codec:
+    """idfc with its defaults (``compress_with_stats(pixels)``: the coarse level first, then
+    every tile a predictive or LZMA2 region payload)."""
     import idfcompress
-    from idfcompress.flow import store
-
-    def models_for(channels: int) -> list[str]:
-        names = []
-        for group in _idfc_groups(channels):
-            if model is not None and _model_channels(model) == group:
-                names.append(model)
-            else:
-                names.append(store.default_model_name(group))
-        return names
-
-    def supports(image: BenchImage) -> str | None:
-        if mode != "predictive" and importlib.util.find_spec("torch") is None:
-            return "the flow needs PyTorch (the flow extra)"
-        if model is not None and _model_channels(model) != _idfc_groups(image.channels)[0]:
-            return f"model {model} codes {_model_channels(model)}-channel planes"
-        for name in models_for(image.channels):
-            if _model_channels(name) is None:  # this also loads it, so loading is never timed
-                return f"model {name} not available"
-        return None
 
     def encode(pixels: np.ndarray) -> Encoded:
-        data, stats = idfcompress.compress_with_stats(pixels, model=model, mode=mode)
-        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-        extra = {
-            "ideal_bits": float(stats.ideal_bits),
-            "flow_bytes": int(stats.flow_bytes),
-            "stream_overhead": float(stats.overhead),
-            "region_tiles": int(stats.region_tiles),
-            "tiles": int(stats.tiles),
-            "models": "+".join(dict.fromkeys(models_for(channels))),
-        }
-        return data, extra
+        data, stats = idfcompress.compress_with_stats(pixels)
+        return data, {"tiles": int(stats.tiles), "coarse_tiles": int(stats.coarse_tiles)}
 
-    name = "idfc" if mode == "predictive" else f"idfc-{mode}"
     return Codec(
-        name if model is None else f"{name}:{model}",
+        "idfc",
         encode,
         lambda data, shape: idfcompress.decompress(data),
         threads,
-        ("default model per plane group" if model is None else f"model {model}")
-        + ("" if mode == "predictive" else f", mode {mode}"),
-        supports,
+        "defaults: coarse level first, every tile a predictive or LZMA2 region payload",
     )
 
 
-def idfc_codecs(threads: int, models: Iterable[str] | None = None) -> list[Codec]:
-    """The "idfc" and "idfc-flow" entries (the default model of each plane group) and one
-    per other model."""
-    from idfcompress.flow import store
-
-    defaults = set(store.DEFAULT_MODELS.values())
-    names = store.available_models() if models is None else list(models)
-    codecs = [idfc_codec(None, threads), idfc_codec(None, threads, mode="flow")]
-    for name in names:
-        if name not in defaults and _model_channels(name) is not None:
-            codecs.append(idfc_codec(name, threads))
-    return codecs
+def idfc_codecs(threads: int) -> list[Codec]:
+    """The "idfc" entry (the encoder has no model or mode to choose)."""
+    return [idfc_codec(threads)]
 
 
 def all_codecs(threads: int) -> list[Codec]:
@@ -385,7 +323,7 @@ def select_codecs(codecs: list[Codec], patterns: str | None) -> list[Codec]:
 
 
 def set_threads(threads: int) -> None:
-    """Thread count for idfc's tiles and its flow's networks; the imagecodecs codecs receive
+    """Thread count for idfc's tiles (coded side by side); the imagecodecs codecs receive
     it as numthreads."""
     from idfcompress import set_threads as set_idfc_threads
 
@@ -523,14 +461,9 @@ class Result:
     threads: int = 1
     encode_peak_mib: float | None = None
     decode_peak_mib: float | None = None
-    ideal_bpsp: float | None = None
-    file_overhead: float | None = None
-    stream_overhead: float | None = None
-    region_tiles: int | None = None
-    tiles: int | None = None
-    models: str | None = None
+    tiles: int | None = None  # idfc only: tiles of the image, and of its coarse level
+    coarse_tiles: int | None = None
     note: str = ""
-    ideal_bits: float | None = None
     png_bytes: int | None = None
 
 
@@ -604,22 +537,8 @@ def measure(
     result.encode_runs, result.decode_runs = len(encode_times), len(decode_times)
     result.encode_mps = image.megapixels / result.encode_s if result.encode_s > 0 else math.inf
     result.decode_mps = image.megapixels / result.decode_s if result.decode_s > 0 else math.inf
-    if "ideal_bits" in extra:
-        _idfc_figures(result, extra)
+    result.tiles, result.coarse_tiles = extra.get("tiles"), extra.get("coarse_tiles")
     return result
-
-
-def _idfc_figures(result: Result, extra: dict) -> None:
-    result.region_tiles, result.tiles = extra["region_tiles"], extra["tiles"]
-    result.stream_overhead = extra["stream_overhead"] if extra["ideal_bits"] else None
-    result.models = extra["models"]
-    if extra["region_tiles"] == 0 and extra["ideal_bits"] > 0:  # ideal bits cover the whole image
-        result.ideal_bits = extra["ideal_bits"]
-        result.ideal_bpsp = extra["ideal_bits"] / result.subpixels
-        result.file_overhead = 8.0 * result.bytes / extra["ideal_bits"] - 1.0
-    elif extra["region_tiles"]:
-        fallback = f"{extra['region_tiles']} of {extra['tiles']} tiles as region payloads"
-        result.note = f"{result.note}; {fallback}" if result.note else fallback
 
 
 def warm_up(images: Sequence[BenchImage], codecs: Sequence[Codec], side: int = 64) -> None:
@@ -685,8 +604,6 @@ class Total:
     decode_mps: float | None = None
     encode_peak_mib: float | None = None
     decode_peak_mib: float | None = None
-    ideal_bpsp: float | None = None
-    file_overhead: float | None = None
     lossy_images: list[str] = field(default_factory=list)
     failed_images: list[str] = field(default_factory=list)
     note: str = ""
@@ -750,10 +667,6 @@ def totals(
             total.decode_mps = megapixels / decode_s if decode_s > 0 else math.inf
             total.encode_peak_mib = max(r.encode_peak_mib for r in good)
             total.decode_peak_mib = max(r.decode_peak_mib for r in good)
-            if all(r.ideal_bits for r in good):
-                ideal = sum(r.ideal_bits for r in good)
-                total.ideal_bpsp = ideal / total.subpixels
-                total.file_overhead = 8.0 * size / ideal - 1.0
         out.append(total)
     # best first; totals over only part of the set (not comparable) and flagged codecs last
     return sorted(out, key=lambda t: (t.bpsp is None, t.images < t.images_total, t.bpsp or 0.0))
@@ -777,10 +690,6 @@ def _speed(value: float | None) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:+.1f}%"
-
-
 def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]], right: int) -> str:
     align = ["---"] * right + ["--:"] * (len(header) - right)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -801,8 +710,6 @@ def totals_table(rows: Sequence[Total]) -> str:
         "threads",
         "enc peak MiB",
         "dec peak MiB",
-        "ideal bits/subpixel",
-        "file vs ideal",
     ]
     body = []
     for t in rows:
@@ -814,7 +721,7 @@ def totals_table(rows: Sequence[Total]) -> str:
                 f"{t.images}/{t.images_total}",
                 *_size_and_speed_cells(t),
                 str(t.threads),
-                *_memory_and_ideal_cells(t),
+                *_memory_cells(t),
             ]
         )
     return _markdown(header, body, 2)
@@ -831,14 +738,9 @@ def _size_and_speed_cells(x: Result | Total) -> list[str]:
     ]
 
 
-def _memory_and_ideal_cells(x: Result | Total) -> list[str]:
-    """Peak memory and the ideal figures, as the per-image and total tables show them."""
-    return [
-        _fmt(x.encode_peak_mib, 1),
-        _fmt(x.decode_peak_mib, 1),
-        _fmt(x.ideal_bpsp),
-        _percent(x.file_overhead),
-    ]
+def _memory_cells(x: Result | Total) -> list[str]:
+    """Peak memory, as the per-image and total tables show it."""
+    return [_fmt(x.encode_peak_mib, 1), _fmt(x.decode_peak_mib, 1)]
 
 
 def per_image_table(results: Sequence[Result]) -> str:
@@ -853,8 +755,6 @@ def per_image_table(results: Sequence[Result]) -> str:
         "dec MP/s",
         "enc peak MiB",
         "dec peak MiB",
-        "ideal bits/subpixel",
-        "file vs ideal",
     ]
     body = []
     for r in results:
@@ -865,7 +765,7 @@ def per_image_table(results: Sequence[Result]) -> str:
                 r.codec,
                 status,
                 *_size_and_speed_cells(r),
-                *_memory_and_ideal_cells(r),
+                *_memory_cells(r),
             ]
         )
     return _markdown(header, body, 3)
@@ -895,8 +795,6 @@ def environment(threads: int, repeats: int, budget_s: float) -> dict:
         "timing": "median wall-clock (time.perf_counter) of up to `repeats` runs, first included",
         "memory_method": PeakMemory.method,
         "memory": "peak RSS above the RSS at the start of the first encode / decode",
-        # None when the flow never ran (torch not imported, or not installed)
-        "torch": sys.modules["torch"].__version__ if "torch" in sys.modules else None,
         "pillow": Image.__version__,
     }
     if imagecodecs is not None:

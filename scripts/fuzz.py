@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Fuzz campaign over the .idf decoder and container parser.
 
-    python scripts/fuzz.py --cases 20000 --seed 1              # tiny random models, made here
-    python scripts/fuzz.py --cases 2000 --seed 7 --shipped     # the shipped default models
+    python scripts/fuzz.py --cases 20000 --seed 1              # the default corpus
+    python scripts/fuzz.py --cases 2000 --seed 7 --no-flow     # only the files made now
     python scripts/fuzz.py --seed 1 --case 1234 -v             # replay one case
 
 Every case feeds bytes to ``idfcompress.decoder.decode`` (which parses the container first) and
@@ -35,28 +35,40 @@ Mutation kinds (one per random case, chosen by weight):
               pixel limit or with none
 ``payload``   one payload damaged (bit flips, bytes, cut, extension, emptied, replaced) and
               the file rebuilt with correct CRCs, so only the decoder's own checks can catch it
-``swap``      two chunks' payloads, tiles or kinds exchanged, CRCs correct
+``swap``      two chunks' payloads, tiles or kinds exchanged, CRCs correct (between coarse-level
+              and tile chunks too, and between flow stages in the flow-coded files)
 ``reorder``   chunks shuffled, CRCs correct: a valid file, which must decode exactly
 
 Before the random cases, every prefix of every corpus file of at most ``--sweep-bytes`` bytes
 is decoded (``truncate-all``), and each must be an ``IdfError``.
 
-The corpus: small .idf files (RGB flow tiles, RGB with raw tiles, RGB tiles with margins,
-L and LA with tiles that are all margin, RGBA with an ICC profile, a palette image) made
-with two tiny random models that this script creates (in
-``--model-dir``, or a temporary folder), or with the shipped models (``--shipped``).
+The corpus (:func:`build_corpus`) holds two sorts of files:
+
+* small files encoded now (``encoder.encode``, the predictive coder, coarse level first):
+  RGB in one or several tiles, tiles cut by the image's edges, a tile of noise (LZMA2 beside
+  predictive tiles), grey with 8-px tiles and a coarse level of several tiles, packed levels,
+  LA noise, RGBA with an ICC profile, a palette image and a 1-bit image;
+* flow-coded files, whose encoder is retired: the recorded ``tests/codec/data/flow/*.idf``
+  (tiny random models in ``tests/codec/data/flow/models``, ``--model-dir``; all but
+  ``rgb-16x16-other.idf``, which names a model that is not there), one of them with a tile
+  turned into a region payload (a flow file mixing both codings, which the retired ``auto``
+  mode wrote), and a few ``tests/codec/data/format10/*-flow.idf`` (the shipped models in
+  ``models/``). They need torch; without it (or with ``--no-flow``) they are left out.
+
+The model folder goes first in ``$IDFC_MODELS`` (``store.MODELS_ENV``), for this process.
+Each file's expected image is what it decodes to before any damage.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import resource
 import signal
 import struct
 import sys
-import tempfile
 import time
 import tracemalloc
 import zlib
@@ -68,25 +80,32 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from idfcompress.codec import decoder, encoder  # noqa: E402
 from idfcompress.entropy import ans, rans, tables  # noqa: E402
-from idfcompress.errors import IdfError, ModelError  # noqa: E402
-from idfcompress.flow import (  # noqa: E402
-    loading,
-    store,
-)
-from idfcompress.flow.config import ModelConfig  # noqa: E402
-from idfcompress.flow.model import IntegerFlow  # noqa: E402
+from idfcompress.errors import IdfError  # noqa: E402
+from idfcompress.flow import runtime, store  # noqa: E402
 from idfcompress.format import container, layout  # noqa: E402
 from idfcompress.imageio import PixelImage, from_array, from_pil  # noqa: E402
 from idfcompress.predictive import coder as coder_module  # noqa: E402
 from idfcompress.predictive import lattice, regions  # noqa: E402
 
 MIB = 1 << 20
-TINY = {"width": 8, "prior_width": 8, "couplings_per_level": 2, "hidden_layers": 1}
-TINY_NAMES = {3: "fuzz-rgb", 1: "fuzz-gray"}
+ROOT = Path(__file__).resolve().parent.parent
+RECORDED = ROOT / "tests" / "codec" / "data"
+FLOW_FILES = RECORDED / "flow"
+FLOW_MODELS = FLOW_FILES / "models"  # the tiny random models of the recorded flow files
+MISSING_MODEL = {"rgb-16x16-other.idf"}  # names a model that is not there, on purpose
+# Recorded with the shipped models (models/): flow cores and margins, RGB, grey, RGBA with
+# both models, metadata.
+FORMAT10_FLOW = [
+    "flat-50x50-flow.idf",
+    "gray-97x61-t64-flow.idf",
+    "la-19x7-flow.idf",
+    "metadata-40x24-flow.idf",
+    "rgba-40x33-flow.idf",
+]
+MIXED_SOURCE, MIXED_TILE = "rgb-40x24-t16.idf", 1  # a flow file, one tile made a region
 
 KINDS: dict[str, float] = {
     "random": 1.0,
@@ -117,25 +136,16 @@ class Sample:
     image: PixelImage
 
 
-def make_tiny_flow(in_channels: int, seed: int) -> IntegerFlow:
-    """A small flow whose zero-initialised layers are perturbed so every coupling acts."""
-    torch.manual_seed(seed)
-    flow = IntegerFlow(ModelConfig(in_channels=in_channels, **TINY))
-    with torch.no_grad():
-        for parameter in flow.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    flow.quantize()
-    return flow.eval()
+def use_models(folder: Path) -> None:
+    """Put ``folder`` first in the model search path of this process (``$IDFC_MODELS``;
+    the shipped models in ``models/`` are searched after it anyway)."""
+    dirs = [p for p in os.environ.get(store.MODELS_ENV, "").split(os.pathsep) if p]
+    if not dirs or Path(dirs[0]).resolve() != folder.resolve():
+        os.environ[store.MODELS_ENV] = os.pathsep.join([str(folder), *dirs])
 
 
-def use_tiny_models(folder: Path) -> None:
-    """Save two tiny random models in ``folder`` and make them the defaults."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for channels, name in TINY_NAMES.items():
-        loading.save_model(make_tiny_flow(channels, seed=channels), folder / f"{name}.safetensors")
-    dirs = os.environ.get(store.MODELS_ENV, "")
-    os.environ[store.MODELS_ENV] = os.pathsep.join(p for p in (str(folder), dirs) if p)
-    store.DEFAULT_MODELS.update(TINY_NAMES)
+def has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
 
 def smooth(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
@@ -145,45 +155,30 @@ def smooth(rng: np.random.Generator, height: int, width: int, channels: int) -> 
     return np.clip(np.stack(planes, axis=-1), 0, 255).astype(np.uint8)
 
 
-def build_corpus(seed: int = 0) -> list[Sample]:
-    """Small .idf files covering every plane layout, raw cores, flow cores, margins, metadata."""
+def encoded_samples(seed: int = 0) -> list[Sample]:
+    """Small files of today's encoder: every plane layout, one or many tiles, edge tiles,
+    LZMA2 beside predictive tiles, a coarse level of several tiles, packed levels,
+    metadata, palette and 1-bit sources."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     samples = []
 
-    def add(
-        name: str, image: PixelImage, tile: int, mode: str = "predictive", mix_tile: int = -1
-    ) -> None:
-        """``mix_tile``: every tile through the flow but that one, a region tile (the default
-        encoder codes every tile as one)."""
-        try:
-            data, _ = encoder.encode(image, tile_size=tile, mode="flow" if mix_tile >= 0 else mode)
-            if mix_tile >= 0:
-                raw, _ = encoder.encode(image, tile_size=tile)
-                header, flow_chunks = container.read(data)
-                raw_chunks = [(e, p) for e, p in container.read(raw)[1] if e.tile == mix_tile]
-                chunks = [
-                    container.Chunk(e.group, e.kind, e.tile, bytes(p))
-                    for e, p in raw_chunks + [(e, p) for e, p in flow_chunks if e.tile != mix_tile]
-                ]
-                data = container.write(header, chunks)
-        except ModelError as exc:  # e.g. --shipped without a grey model: leave the file out
-            print(f"corpus: no {name} file ({exc})")
-            return
+    def add(name: str, image: PixelImage, tile: int) -> None:
+        data, _ = encoder.encode(image, tile_size=tile)
         samples.append(Sample(name, data, decoder.decode(data)))
 
-    add("rgb-flow", from_array(smooth(rng, 24, 40, 3)), 16, mode="flow")
-    mixed = smooth(rng, 32, 32, 3)
-    mixed[:16, 16:] = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    add("rgb-mixed", from_array(mixed), 16, mix_tile=1)
-    add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16, mode="flow")
-    add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32, mode="flow")
-    add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16, mode="flow")
-    bright = smooth(rng, 32, 16, 3)
-    bright[:16] = np.clip(bright[:16] // 8 + 220, 0, 255)  # its first stage: a fitted logistic
-    add("rgb-fitted", from_array(bright), 16, mode="flow")
-    add("la-raw", from_array(rng.integers(0, 256, (12, 12, 2), dtype=np.uint8)), 8)
+    add("rgb", from_array(smooth(rng, 24, 40, 3)), 16)
+    noisy = smooth(rng, 32, 32, 3)
+    noisy[:16, 16:] = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    add("rgb-noise-tile", from_array(noisy), 16)
+    add("gray", from_array(smooth(rng, 20, 20, 1)[:, :, 0]), 16)
+    add("rgb-one-tile", from_array(smooth(rng, 16, 24, 3)), 32)
+    add("rgb-margins", from_array(smooth(rng, 21, 27, 3)), 16)
+    add("rgb-3x5", from_array(smooth(rng, 5, 3, 3)), 8)
+    add("gray-coarse-tiles", from_array(smooth(rng, 66, 72, 1)[:, :, 0]), 8)  # 4 coarse tiles
+    add("rgb-levels", from_array(smooth(rng, 24, 32, 3) // 4 * 4), 16)  # packed channels
+    add("la-noise", from_array(rng.integers(0, 256, (12, 12, 2), dtype=np.uint8)), 8)
     rgba = from_array(np.concatenate([smooth(rng, 16, 24, 3), smooth(rng, 16, 24, 1)], axis=2))
     rgba.metadata["ICCP"] = bytes(rng.integers(0, 256, 40, dtype=np.uint8))
     add("rgba-icc", rgba, 16)
@@ -191,6 +186,59 @@ def build_corpus(seed: int = 0) -> list[Sample]:
         "P", palette=Image.Palette.ADAPTIVE, colors=8
     )
     add("palette", from_pil(palette), 64)
+    bilevel = Image.fromarray(smooth(rng, 13, 22, 1)[:, :, 0]).convert("1")
+    add("bilevel", from_pil(bilevel), 8)
+    return samples
+
+
+def mixed_file(data: bytes, image: PixelImage, tile_index: int) -> bytes:
+    """The flow-coded file ``data`` (of ``image``) with one tile's flow stages and margin
+    replaced by a region payload of the whole tile: what the retired encoder's ``auto``
+    mode wrote for a tile the predictive coder did better."""
+    header, entries = container.read(data)
+    tile = layout.tiles_of(header.height, header.width, header.tile_size)[tile_index]
+    chunks = [
+        container.Chunk(e.group, e.kind, e.tile, bytes(p))
+        for e, p in entries
+        if e.tile != tile_index
+    ]
+    for g, group in enumerate(header.groups):
+        plane = image.pixels[:, :, group.first_channel : group.first_channel + group.channels]
+        payload = regions.RegionCoding([layout.tile_of(plane, tile)]).payload()
+        chunks.append(container.Chunk(g, layout.REGION_KIND, tile_index, payload))
+    return container.write(header, chunks)
+
+
+def flow_samples(model_dir: Path = FLOW_MODELS) -> list[Sample]:
+    """The recorded flow-coded files (their encoder is retired) and one of them mixed with
+    a region tile; ``model_dir`` holds the tiny models of ``tests/codec/data/flow``."""
+    use_models(model_dir)
+    samples = []
+    paths = [p for p in sorted(FLOW_FILES.glob("*.idf")) if p.name not in MISSING_MODEL]
+    paths += [RECORDED / "format10" / name for name in FORMAT10_FLOW]
+    for path in paths:
+        data = path.read_bytes()
+        name = ("flow-" if path.parent == FLOW_FILES else "format10-") + path.stem
+        samples.append(Sample(name, data, decoder.decode(data)))
+        if path.name == MIXED_SOURCE:
+            mixed = mixed_file(data, samples[-1].image, MIXED_TILE)
+            samples.append(Sample(f"{name}-mixed", mixed, decoder.decode(mixed)))
+    return samples
+
+
+def build_corpus(
+    seed: int = 0, *, model_dir: Path = FLOW_MODELS, flow: bool | None = None
+) -> list[Sample]:
+    """The files encoded now (:func:`encoded_samples`), then the recorded flow-coded ones
+    (:func:`flow_samples`; ``flow`` None: when torch is installed). Sets the model search
+    path (:func:`use_models`), so it needs no setting up."""
+    samples = encoded_samples(seed)
+    if flow is None:
+        flow = has_torch()
+        if not flow:
+            print("corpus: torch is not installed, so no flow-coded files")
+    if flow:
+        samples += flow_samples(model_dir)
     return samples
 
 
@@ -447,8 +495,8 @@ def make_case(seed: int, index: int, corpus: list[Sample]) -> Case:
         return _dims_case(rng, sample)
 
     header, chunks = _chunks_of(data)
-    if kind == "swap" and len(chunks) < 2:  # the palette file has one chunk
-        sample = corpus[0]
+    if kind == "swap" and len(chunks) < 2:  # a one-tile flow file has one chunk
+        sample = next(s for s in corpus if len(container.read_header(s.data)[1]) >= 2)
         header, chunks = _chunks_of(sample.data)
     if kind == "payload":
         j = int(rng.integers(len(chunks)))
@@ -553,11 +601,17 @@ def zeros_payload(shapes: list[tuple[int, int, int]], how: str) -> bytes:
 
 def zeros_file(width: int, height: int, mode: str, tile: int, how: str) -> bytes:
     """A valid .idf file (checksums right) of a zero image whose every tile is one region
-    payload of zeros (:func:`zeros_payload`); the groups name a model they never need."""
+    payload of zeros (:func:`zeros_payload`); the groups name no model, as the encoder's."""
     groups, chunks = [], []
     for g, (channels, first) in enumerate(layout.plane_groups(mode)):
         groups.append(
-            container.PlaneGroup(channels, first, "fuzz-none", bytes(32), layout.ARITHMETIC_EXACT)
+            container.PlaneGroup(
+                channels,
+                first,
+                container.NO_MODEL,
+                container.NO_MODEL_SHA256,
+                layout.ARITHMETIC_EXACT,
+            )
         )
         payloads: dict[tuple[int, int], bytes] = {}  # by tile shape: most tiles share one
         for t in layout.tiles_of(height, width, tile):
@@ -948,8 +1002,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=int, default=0, help="index of the first random case")
     parser.add_argument("--case", type=int, help="replay this one case and show it")
-    parser.add_argument("--model-dir", type=Path, help="where the tiny models are made/kept")
-    parser.add_argument("--shipped", action="store_true", help="use the shipped default models")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=FLOW_MODELS,
+        help="the tiny models of the recorded flow files (default: %(default)s); "
+        "searched before the shipped ones",
+    )
+    parser.add_argument(
+        "--no-flow", action="store_true", help="leave the recorded flow-coded files out"
+    )
     parser.add_argument(
         "--sweep-bytes",
         type=int,
@@ -976,62 +1038,62 @@ def main(argv: list[str] | None = None) -> int:
         default=12.0,
         help="cap the process's address space at this many GiB (0: no cap)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (for the flow-coded files)"
+    )
     parser.add_argument("--save-failures", type=Path, help="write failing inputs here")
     parser.add_argument("--show", default="", help="comma-separated outcomes to print per case")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    flow = not args.no_flow and has_torch()
+    if flow:
+        runtime("decoding the flow-coded files", args.threads)
     limit_address_space(args.address_space)
-    with contextlib.ExitStack() as stack:
-        if not args.shipped:
-            folder = args.model_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            use_tiny_models(folder)
-        corpus = build_corpus()
-        models = ", ".join(
-            sorted({g.model_name for s in corpus for g in container.read_header(s.data)[0].groups})
+    corpus = build_corpus(model_dir=args.model_dir, flow=None if flow else False)
+    models = ", ".join(
+        sorted({g.model_name for s in corpus for g in container.read_header(s.data)[0].groups})
+    )
+    files = ", ".join(f"{s.name} {len(s.data)} B" for s in corpus)
+    print(f"corpus: {len(corpus)} files ({files}); models: {models}")
+    replay = "python scripts/fuzz.py"
+    if args.no_flow:
+        replay += " --no-flow"
+    if args.model_dir != FLOW_MODELS:
+        replay += f" --model-dir {args.model_dir}"
+    if args.case is not None:
+        case = make_case(args.seed, args.case, corpus)
+        result = run_case(case, args.slow, args.hard_timeout)
+        print(
+            f"case {args.case}: {case.kind} on {case.sample.name if case.sample else '-'}: "
+            f"{case.detail}"
         )
-        files = ", ".join(f"{s.name} {len(s.data)} B" for s in corpus)
-        print(f"corpus: {len(corpus)} files ({files}); models: {models}")
-        if not corpus:
-            sys.exit("fuzz: no corpus file could be made (see the lines above)")
-        replay = "python scripts/fuzz.py" + (" --shipped" if args.shipped else "")
-        if args.case is not None:
-            case = make_case(args.seed, args.case, corpus)
-            result = run_case(case, args.slow, args.hard_timeout)
-            print(
-                f"case {args.case}: {case.kind} on {case.sample.name if case.sample else '-'}: "
-                f"{case.detail}"
-            )
-            print(
-                f"  -> {result.outcome} {result.message} ({result.seconds:.3f} s)"
-                + (f"  FAILURE {result.failure}" if result.failure else "")
-            )
-            if args.verbose:
-                print(case.data.hex())
-            return 1 if result.failure else 0
-        only = args.sweep_only or args.expensive_only
-        started = time.perf_counter()
-        expensive = expensive_corpus(args.expensive_scale) if args.expensive_scale else []
-        if expensive:
-            print(
-                f"expensive files: {len(expensive)}, made in {time.perf_counter() - started:.1f} s"
-            )
-        tally = campaign(
-            corpus,
-            0 if only else args.cases,
-            args.seed,
-            start=args.start,
-            sweep_bytes=0 if args.expensive_only else args.sweep_bytes,
-            expensive=[] if args.sweep_only else expensive,
-            slow=args.slow,
-            hard_timeout=args.hard_timeout,
-            max_rss_growth=args.max_rss_growth,
-            replay=replay,
-            save=args.save_failures,
-            show=frozenset(filter(None, args.show.split(","))),
+        print(
+            f"  -> {result.outcome} {result.message} ({result.seconds:.3f} s)"
+            + (f"  FAILURE {result.failure}" if result.failure else "")
         )
+        if args.verbose:
+            print(case.data.hex())
+        return 1 if result.failure else 0
+    only = args.sweep_only or args.expensive_only
+    started = time.perf_counter()
+    expensive = expensive_corpus(args.expensive_scale) if args.expensive_scale else []
+    if expensive:
+        print(f"expensive files: {len(expensive)}, made in {time.perf_counter() - started:.1f} s")
+    tally = campaign(
+        corpus,
+        0 if only else args.cases,
+        args.seed,
+        start=args.start,
+        sweep_bytes=0 if args.expensive_only else args.sweep_bytes,
+        expensive=[] if args.sweep_only else expensive,
+        slow=args.slow,
+        hard_timeout=args.hard_timeout,
+        max_rss_growth=args.max_rss_growth,
+        replay=replay,
+        save=args.save_failures,
+        show=frozenset(filter(None, args.show.split(","))),
+    )
     print()
     print(tally.table())
     if tally.expensive:

@@ -1,10 +1,9 @@
 #!/usr/bin/env python
 """Peak memory and time of ``idfc`` on a big photo-like image (default 50 megapixels).
 
-    python scripts/memory_bench.py                          # shipped default model, 50 MP
-    python scripts/memory_bench.py --megapixels 5 --model path/to/tiny.safetensors
+    python scripts/memory_bench.py                          # 50 MP
+    python scripts/memory_bench.py --megapixels 5 --tile-size 128
     python scripts/memory_bench.py --synthetic --threads 2 --work /tmp/bench
-    python scripts/memory_bench.py --megapixels 12 --effort 2 --model tiny.safetensors
 
 The image is a mosaic of real photographs (../shared/data/val/rgb, randomly flipped 500 px
 blocks) or, with ``--synthetic`` or when no photos are found, a smooth pattern plus noise. It
@@ -140,15 +139,12 @@ def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megapixels", type=float, default=50.0)
-    parser.add_argument("--model", help="model name or .safetensors path (default: shipped)")
-    parser.add_argument("--threads", type=int, help="idfc -T (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="idfc -T (default: the core count)")
     parser.add_argument("--tile-size", type=int, help="idfc compress --tile-size")
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of photos to tile")
     parser.add_argument("--synthetic", action="store_true", help="smooth pattern + noise")
     parser.add_argument("--work", type=Path, help="folder for the files (default: temporary)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
-    parser.add_argument("--effort", type=int, choices=(1, 2), help="idfc compress -e")
-    parser.add_argument("--progressive", action="store_true", help="idfc compress --progressive")
     parser.add_argument("--limit-mib", type=float, default=1024.0)
     parser.add_argument("--phases", default="compress,test,decompress")
     args = parser.parse_args(argv)
@@ -176,14 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     threads = ["-T", str(args.threads)] if args.threads else []
     compress = ["compress", "-q", "-f", *threads, str(source), "-o", str(packed)]
-    if args.model:
-        compress += ["--model", args.model]
     if args.tile_size:
         compress += ["--tile-size", str(args.tile_size)]
-    if args.effort:
-        compress += ["-e", str(args.effort)]
-    if args.progressive:
-        compress.append("--progressive")
     commands = {
         "compress": compress,
         "test": ["test", *threads, str(packed)],

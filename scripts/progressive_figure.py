@@ -1,16 +1,17 @@
 #!/usr/bin/env python
-"""Figure of the progressive stages of a real photo, and the cost of the progressive layout.
+"""Figure of the progressive stages of a real photo in a default file.
 
     .venv/bin/python scripts/progressive_figure.py                 # docs/figures/progressive.png
-    .venv/bin/python scripts/progressive_figure.py --image coffee --model idf-rgb-x2
+    .venv/bin/python scripts/progressive_figure.py --image coffee --tile-size 128 --out coffee.png
 
-Compresses the photo (scikit-image's astronaut by default) with the default model, every tile
-through the flow (``idfc compress --progressive``; ``--raw`` lets tiles be region payloads as
-the default encoder does), decodes it
-with ``idfcompress.decode_progressive`` and draws every stage with the share of the file it
-needs. Also measures what the layout costs: the file as written (one ANS stream and one
-16-byte chunk-table entry per tile and stage) against one stream per tile, obtained by coding
-each tile's latents of all stages with the same tables into a single ANS stream.
+Compresses the photo (scikit-image's astronaut by default) with ``idfcompress.compress``
+(the coarse level first, then the tiles row by row), decodes it with
+``idfcompress.decode_progressive`` and draws the stages with the share of the file each
+needs: stage 1 is the coarse level (every F-th pixel of every F-th row) upsampled, and each
+later stage adds one row of tiles, exact; the last is the exact image. With many tile rows
+(small tiles, tall images) ``--columns`` draws an even pick of the stages, always the first
+and the last. What the coarse-to-fine order costs in bytes is scripts/progressive_stages.py's
+to measure.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,84 +31,25 @@ from progressive_stages import load_photo, psnr  # noqa: E402
 
 import idfcompress as ic  # noqa: E402
 from idfcompress.codec import encoder  # noqa: E402
-from idfcompress.entropy import ans  # noqa: E402
-from idfcompress.flow import coding  # noqa: E402
-from idfcompress.flow.loading import load_model  # noqa: E402
-from idfcompress.flow.model import MixturePrior  # noqa: E402
-from idfcompress.format import container, layout  # noqa: E402
-
-ENTRY_BYTES = 16  # one chunk-table entry
+from idfcompress.format import layout  # noqa: E402
 
 
-@torch.no_grad()
-def layout_cost(image: np.ndarray, data: bytes) -> dict:
-    """Bytes of the per-(tile, stage) layout against one ANS stream per tile."""
-    header, table = container.read_header(data)
-    group = header.groups[0]
-    loaded = load_model(group.model_name)
-    flow = loaded.flow
-    stages = flow.config.stages
-    raw = {e.tile for e in table if e.kind == layout.REGION_KIND}
-    per_stage = {}
-    for e in table:
-        if e.kind not in (layout.REGION_KIND, layout.MARGIN_KIND):
-            per_stage[e.tile] = per_stage.get(e.tile, 0) + e.length
-    plane = image[:, :, group.first_channel : group.first_channel + group.channels]
-    tiles = layout.tiles_of(header.height, header.width, header.tile_size)
-    logistic = coding.logistic_tableset()
-    mixture = coding.mixture_tableset(flow)
-    n_mix = len(mixture)
-    combined = ans.TableSet(
-        [mixture.table(t) for t in range(n_mix)] + [logistic.table(t) for t in range(len(logistic))]
-    )
-    payloads = {(e.tile, e.kind): p for e, p in container.read(data)[1]}
-    single = {}
-    for batch in layout.tile_batches(tiles, flow.config.granularity):
-        x = coding.tile_tensor(plane, batch, flow.config.granularity)
-        parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in batch]
-        heads = [0] * len(batch)  # the stages' leading bytes, in the one stream too
-        for s, (z, prior) in enumerate(flow.coding_stages(x)):
-            values = z.to(torch.int64).numpy()
-            first = isinstance(prior, MixturePrior)
-            if not first:
-                q, g = coding.grid_point(prior)
-            for i, tile in enumerate(batch):
-                payload = payloads.get((tile.index, stages - s))
-                if payload is None:  # a raw core
-                    continue
-                if first:  # the file's choice: mixtures or fitted
-                    shape = (1, *z.shape[1:])
-                    _, ids, offsets, stream = coding.first_stage_streams(
-                        flow, payload, shape, tile.index
-                    )
-                    base = 0 if payload[0] == layout.TOP_MIXTURE else n_mix
-                else:  # the file's log-scale shift
-                    shift, stream = coding.logistic_stage(payload, tile.index)
-                    ids, offsets = coding.shifted(q[i], g[i], shift)
-                    base = n_mix
-                heads[i] += len(payload) - len(stream)
-                parts[i].append((values[i].ravel(), ids.ravel() + base, offsets.ravel()))
-        for i, tile in enumerate(batch):
-            if tile.index in raw:
-                continue
-            v, t, o = (np.concatenate([p[j] for p in parts[i]]) for j in range(3))
-            single[tile.index] = heads[i] + len(ans.encode(v, t, o, combined))
-    streams = sum(per_stage.values())
-    one_stream = sum(single.values())
-    flow_tiles = len(single)
-    entries = flow_tiles * (stages - 1) * ENTRY_BYTES
-    saved = streams - one_stream + entries
-    return {
-        "file_bytes": len(data),
-        "flow_tiles": flow_tiles,
-        "region_tiles": len(raw),
-        "stages": stages,
-        "stage_streams_bytes": streams,
-        "one_stream_bytes": one_stream,
-        "extra_table_bytes": entries,
-        "layout_bytes": saved,
-        "layout_overhead": saved / (len(data) - saved),
-    }
+def pick(stages: list, columns: int) -> list:
+    """At most ``columns`` of ``stages``, evenly spread, the first and the last among them
+    (all of them when ``columns`` is 0)."""
+    if columns <= 0 or len(stages) <= columns:
+        return stages
+    if columns == 1:
+        return stages[-1:]
+    chosen = np.linspace(0, len(stages) - 1, columns).round().astype(int)
+    return [stages[i] for i in dict.fromkeys(chosen.tolist())]
+
+
+def fit_crop(crop: tuple, height: int, width: int) -> tuple[int, int, int]:
+    """The (y, x, size) box moved and shrunk so that it lies inside the image."""
+    y0, x0, size = crop
+    size = max(1, min(size, height, width))
+    return min(max(y0, 0), height - size), min(max(x0, 0), width - size), size
 
 
 def draw(image: np.ndarray, stages: list, title: str, out: Path, crop: tuple) -> None:
@@ -119,18 +60,27 @@ def draw(image: np.ndarray, stages: list, title: str, out: Path, crop: tuple) ->
 
     n = len(stages)
     y0, x0, size = crop
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 7.0), gridspec_kw={"hspace": 0.05})
+    fig, axes = plt.subplots(
+        2, n, figsize=(3.2 * n, 7.0), gridspec_kw={"hspace": 0.05}, squeeze=False
+    )
     for k, stage in enumerate(stages):
         pixels = stage.pixels
+        if pixels.ndim == 3 and pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
+        cmap = "gray" if pixels.ndim == 2 else None
         top, bottom = axes[0, k], axes[1, k]
-        top.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=255)
+        top.imshow(pixels, cmap=cmap, vmin=0, vmax=255)
         top.add_patch(
             matplotlib.patches.Rectangle(
                 (x0, y0), size, size, fill=False, edgecolor="yellow", linewidth=1.2
             )
         )
         bottom.imshow(
-            pixels[y0 : y0 + size, x0 : x0 + size], interpolation="nearest", vmin=0, vmax=255
+            pixels[y0 : y0 + size, x0 : x0 + size],
+            cmap=cmap,
+            interpolation="nearest",
+            vmin=0,
+            vmax=255,
         )
         quality = "exact (lossless)" if stage.exact else f"PSNR {psnr(pixels, image):.1f} dB"
         top.set_title(
@@ -147,7 +97,7 @@ def draw(image: np.ndarray, stages: list, title: str, out: Path, crop: tuple) ->
     plt.close(fig)
 
 
-def viewer_shot(data: bytes, stages: list, out: Path, at_stage: int, seconds: float) -> None:
+def viewer_shot(data: bytes, out: Path, at_stage: int, seconds: float) -> None:
     """Screenshot of ``idfc view``'s window under a private Xvfb once ``at_stage`` is painted."""
     import os
     import shutil
@@ -189,23 +139,21 @@ def viewer_shot(data: bytes, stages: list, out: Path, at_stage: int, seconds: fl
         server.wait(10)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", default="astronaut", help="skimage.data name or image path")
-    parser.add_argument("--model", help="model name (default: the default RGB model)")
     parser.add_argument("--tile-size", type=int, default=encoder.DEFAULT_TILE_SIZE)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/figures/progressive.png")
     parser.add_argument(
         "--crop", type=int, nargs=3, default=(80, 170, 96), metavar=("Y", "X", "SIZE")
     )
-    parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument(
-        "--raw",
-        action="store_true",
-        help="let tiles be region payloads as the default encoder does (since format 7 that "
-        "is every tile, so the file has a single stage); without it every tile goes through "
-        "the flow, as with 'idfc compress --progressive'",
+        "--columns",
+        type=int,
+        default=6,
+        help="draw at most this many stages, the first and the last among them (0: all)",
     )
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument(
         "--viewer-shot", type=Path, help="also screenshot 'idfc view' (under Xvfb) to this PNG"
     )
@@ -213,37 +161,40 @@ def main() -> None:
     parser.add_argument(
         "--shot-seconds", type=float, default=12.0, help="simulated download time for it"
     )
-    parser.add_argument("-T", "--threads", type=int)
-    args = parser.parse_args()
+    parser.add_argument("-T", "--threads", type=int, help="idfcompress.set_threads")
+    args = parser.parse_args(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        ic.set_threads(args.threads)
 
     image = load_photo(args.image)
+    h, w = image.shape[:2]
     started = time.perf_counter()
-    data, stats = ic.compress_with_stats(
-        image, model=args.model, tile_size=args.tile_size, mode="predictive" if args.raw else "flow"
-    )
+    data, stats = ic.compress_with_stats(image, tile_size=args.tile_size)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     stages = list(ic.decode_progressive(data))
     decode_s = time.perf_counter() - started
-    assert stages[-1].exact and np.array_equal(stages[-1].pixels, image)
-    header, _ = container.read_header(data)
-    model = header.groups[0].model_name
-    h, w = image.shape[:2]
+    final = stages[-1].pixels
+    assert stages[-1].exact and np.array_equal(final.reshape(image.shape), image)
+    stride = layout.coarse_stride(h, w, args.tile_size)
+    drawn = pick(stages, args.columns)
     title = (
-        f"{args.image} {w}×{h}, model {model}: {len(data) / 1000:.1f} kB "
+        f"{args.image} {w}×{h}, tile size {args.tile_size}: {len(data) / 1000:.1f} kB "
         f"({stats.bits_per_subpixel:.2f} bits/subpixel)\n"
-        "stage k is what the first bytes of the file (share above each image) already show; "
-        "below: the yellow box enlarged"
+        f"stage 1: the coarse level (every {stride}th pixel of every {stride}th row) upsampled; "
+        "each later stage adds a row of tiles; below: the yellow box enlarged"
     )
-    draw(image, stages, title, args.out, tuple(args.crop))
+    if len(drawn) < len(stages):
+        title += f" ({len(drawn)} of {len(stages)} stages shown)"
+    draw(image, drawn, title, args.out, fit_crop(tuple(args.crop), h, w))
 
-    cost = layout_cost(image, data)
     report = {
         "image": args.image,
-        "model": model,
         "size": [w, h],
+        "tile_size": args.tile_size,
+        "coarse_stride": stride,
+        "tiles": stats.tiles,
+        "coarse_tiles": stats.coarse_tiles,
         "file_bytes": len(data),
         "bits_per_subpixel": stats.bits_per_subpixel,
         "encode_s": encode_s,
@@ -253,29 +204,22 @@ def main() -> None:
                 "stage": s.index,
                 "bytes": s.bytes_used,
                 "fraction": s.fraction,
-                "psnr_db": None if s.exact else psnr(s.pixels, image),
+                "psnr_db": None if s.exact else psnr(s.pixels.reshape(image.shape), image),
                 "exact": s.exact,
             }
             for s in stages
         ],
-        "layout": cost,
     }
     for s in report["stages"]:
         quality = "exact" if s["exact"] else f"PSNR {s['psnr_db']:.2f} dB"
         print(
             f"stage {s['stage']}: {s['bytes']:8d} bytes ({100 * s['fraction']:5.1f} %)  {quality}"
         )
-    print(
-        f"layout: {cost['stage_streams_bytes']} bytes in {cost['stages']} streams per tile vs "
-        f"{cost['one_stream_bytes']} in one stream per tile, + {cost['extra_table_bytes']} bytes "
-        f"of chunk table = {cost['layout_bytes']} bytes, "
-        f"{100 * cost['layout_overhead']:.3f} % of the one-stream file"
-    )
     print(f"encode {encode_s:.1f} s, progressive decode {decode_s:.1f} s; figure: {args.out}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.viewer_shot:
-        viewer_shot(data, stages, args.viewer_shot, args.shot_stage, args.shot_seconds)
+        viewer_shot(data, args.viewer_shot, args.shot_stage, args.shot_seconds)
         print(f"viewer screenshot: {args.viewer_shot}")
 
 

@@ -1,12 +1,15 @@
-"""Shared fixtures: tiny models made on the fly (CI never trains a real model)."""
+"""Shared fixtures: tiny models made on the fly and the recorded flow-coded files (CI never
+trains a real model)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from idfcompress.flow import loading, store
+from idfcompress.flow import store
 from idfcompress.flow.config import ModelConfig
 from idfcompress.flow.model import IntegerFlow
 
@@ -24,23 +27,26 @@ def make_tiny_flow(in_channels: int, seed: int = 0, **overrides) -> IntegerFlow:
     return flow.eval()
 
 
+# Flow-coded files recorded by the flow's last encoder, with the tiny models that made them
+# (codec/data/README.md): the flow's decoder is tested on them.
+FLOW_DATA = Path(__file__).parent / "codec" / "data" / "flow"
+
+
+def recorded(name: str) -> bytes:
+    """The bytes of the recorded flow-coded file ``name`` (codec/data/flow/NAME.idf)."""
+    return (FLOW_DATA / f"{name}.idf").read_bytes()
+
+
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    loading.save_model(make_tiny_flow(3), folder / "tiny-rgb.safetensors")
-    loading.save_model(make_tiny_flow(1, seed=1), folder / "tiny-gray.safetensors")
-    loading.save_model(make_tiny_flow(3, seed=2), folder / "tiny-rgb-other.safetensors")
-    context = make_tiny_flow(3, seed=3, context_split=True)
-    loading.save_model(context, folder / "tiny-rgb-context.safetensors")
-    return folder
+def tiny_model_dir() -> Path:
+    """The folder of the recorded files' tiny models (tiny-rgb, tiny-gray); read only."""
+    return FLOW_DATA / "models"
 
 
 @pytest.fixture()
 def tiny_models(tiny_model_dir, monkeypatch):
-    """Make the tiny models the defaults for this test."""
+    """Put the tiny models on the model search path for this test."""
     monkeypatch.setenv(store.MODELS_ENV, str(tiny_model_dir))
-    monkeypatch.setitem(store.DEFAULT_MODELS, 3, "tiny-rgb")
-    monkeypatch.setitem(store.DEFAULT_MODELS, 1, "tiny-gray")
     return tiny_model_dir
 
 

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import recorded, smooth_image
 from PIL import Image
 
 import idfcompress
@@ -108,12 +108,14 @@ def test_info_of_a_seekable_file_reads_only_the_header(data):
     assert handle.bytes_read < len(data) - fields["payload_bytes"] + 4096
 
 
-def test_info_counts_fitted_first_stages_from_a_file(rng, tiny_models, tmp_path):
-    data = idfcompress.compress(smooth_image(rng, 40, 48, 3), mode="flow")
+def test_info_counts_fitted_first_stages_from_a_file(tiny_models, tmp_path):
+    data = recorded("rgb-64x64-t32-fitted")  # flow-coded, some first stages fitted
     path = tmp_path / "flow.idf"
     path.write_bytes(data)
     assert idfcompress.info(path) == idfcompress.info(data) == idfcompress.info(Stream(data))
-    assert idfcompress.info(data)["region_tiles"] == 0
+    info = idfcompress.info(data)
+    assert info["region_tiles"] == 0 and info["fitted_first_stages"] >= 1
+    assert info["groups"][0]["flow_chunks"] == 4 * info["tiles"]  # four stages per tile
 
 
 def test_bad_sources(data, path, tmp_path):

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py on two tiny generated images with cheap codecs and the tiny models."""
+"""scripts/benchmark.py on two tiny generated images with cheap codecs."""
 
 from __future__ import annotations
 
@@ -54,19 +54,28 @@ def lossy_codec(bench):
 
 
 def cheap_codecs(bench):
-    """idfc (default tiny models, every core through the flow, the other tiny model), PNG,
-    QOI, zstd."""
+    """idfc, PNG, QOI, zstd."""
     classic = bench.select_codecs(bench.classic_codecs(1), "png,qoi,zstd-19")
-    # name the models: shipped ones in models/ would add entries
-    tiny = bench.idfc_codecs(1, models=["tiny-rgb", "tiny-gray", "tiny-rgb-other"])
-    return [*tiny, *classic]
+    return [*bench.idfc_codecs(1), *classic]
 
 
-def test_figures_are_consistent(bench, images, tiny_models):
-    codecs = [*cheap_codecs(bench), lossy_codec(bench)]
+def partial_codec(bench):
+    """zstd that refuses grey images (``supports``): a codec that codes part of the set."""
+    zstd = bench.select_codecs(bench.classic_codecs(1), "zstd-19")[0]
+    return bench.Codec(
+        "colour-only",
+        zstd.encode,
+        zstd.decode,
+        1,
+        "zstd, colour images only",
+        lambda image: "grey" if image.channels == 1 else None,
+    )
+
+
+def test_figures_are_consistent(bench, images):
+    codecs = [*cheap_codecs(bench), partial_codec(bench), lossy_codec(bench)]
     names = [c.name for c in codecs]
-    assert names == ["idfc", "idfc-flow", "idfc:tiny-rgb-other", "png", "qoi", "zstd-19",
-                     "fake-lossy"]  # fmt: skip
+    assert names == ["idfc", "png", "qoi", "zstd-19", "colour-only", "fake-lossy"]
     results = bench.run_benchmark(images, codecs, repeats=2, progress=False)
     by = {(r.image, r.codec): r for r in results}
     assert len(results) == len(images) * len(codecs)
@@ -90,23 +99,18 @@ def test_figures_are_consistent(bench, images, tiny_models):
             if r.codec != "fake-lossy" or image.channels == 1:
                 assert (r.status, r.exact) == ("ok", True), r
 
-    # a model for 3-channel planes does not code grey images
-    assert by[("grey", "idfc:tiny-rgb-other")].status == "n/a"
-    assert by[("grey", "idfc")].models == "tiny-gray"
-    assert by[("colour", "idfc:tiny-rgb-other")].models == "tiny-rgb-other"
-    # without the raw fallback the ideal bits cover the whole image
+    assert (by[("grey", "colour-only")].status, by[("grey", "colour-only")].note) == ("n/a", "grey")
+    # idfc's tiles: one 256-px tile and one coarse-level tile per plane group
     for image in images:
-        r = by[(image.name, "idfc-flow")]
-        assert r.region_tiles == 0 and r.tiles >= 1
-        assert r.ideal_bpsp == pytest.approx(r.ideal_bits / r.subpixels)
-        assert r.file_overhead == pytest.approx(8 * r.bytes / r.ideal_bits - 1)
-        assert r.file_overhead > r.stream_overhead  # the file adds a header to the streams
+        r = by[(image.name, "idfc")]
+        assert (r.tiles, r.coarse_tiles) == (1, 1)
+        assert by[(image.name, "png")].tiles is None
 
     lossy = by[("colour", "fake-lossy")]
     assert (lossy.status, lossy.exact) == ("lossy", False)
 
     rows = {t.codec: t for t in bench.totals(results, codecs)}
-    for name in ("png", "qoi", "zstd-19", "idfc", "idfc-flow"):
+    for name in ("png", "qoi", "zstd-19", "idfc"):
         total, rs = rows[name], [by[(i.name, name)] for i in images]
         assert total.lossless and total.images == total.images_total == 2
         assert total.bpsp == pytest.approx(
@@ -115,14 +119,14 @@ def test_figures_are_consistent(bench, images, tiny_models):
         assert total.ratio_png == pytest.approx(
             sum(r.png_bytes for r in rs) / sum(r.bytes for r in rs)
         )
-    partial = rows["idfc:tiny-rgb-other"]
+    partial = rows["colour-only"]
     assert partial.images == 1 and partial.failed_images == ["grey"]
-    assert partial.bpsp == pytest.approx(by[("colour", "idfc:tiny-rgb-other")].bpsp)
+    assert partial.bpsp == pytest.approx(by[("colour", "colour-only")].bpsp)
     flagged = rows["fake-lossy"]
     assert not flagged.lossless and flagged.lossy_images == ["colour"]
     assert flagged.bpsp is None and flagged.bytes is None and "NOT LOSSLESS" in flagged.note
     assert list(rows)[-1] == "fake-lossy"  # ranked after every counted codec
-    assert list(rows)[-2] == "idfc:tiny-rgb-other"  # then the partial totals
+    assert list(rows)[-2] == "colour-only"  # then the partial totals
     full = [rows[n].bpsp for n in list(rows)[:-2]]
     assert full == sorted(full)
 
@@ -135,7 +139,7 @@ def test_figures_are_consistent(bench, images, tiny_models):
     assert "| colour | fake-lossy | NOT LOSSLESS |" in bench.per_image_table(results)
 
 
-def test_outputs(bench, images, tiny_models, tmp_path):
+def test_outputs(bench, images, tmp_path):
     codecs = [c for c in cheap_codecs(bench) if c.name in ("idfc", "png")]
     codecs.append(lossy_codec(bench))
     results = bench.run_benchmark(images, codecs, repeats=1, progress=False)
@@ -144,6 +148,8 @@ def test_outputs(bench, images, tiny_models, tmp_path):
     with open(paths["csv"]) as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == len(results) + len(rows)
+    assert {"tiles", "coarse_tiles"} <= set(table[0])
+    assert next(r for r in table if r["codec"] == "idfc")["tiles"] == "1"
     assert {r["codec"] for r in table if r["image"] == "TOTAL"} == {c.name for c in codecs}
     document = json.loads(paths["json"].read_text())
     assert len(document["results"]) == len(results)
@@ -168,8 +174,8 @@ def test_same_pixels(bench):
     assert not bench.same_pixels(rgb, rgb.astype(np.uint16))
 
 
-def test_command_line(bench, tiny_models, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench, "set_threads", lambda threads: None)  # leave torch's setting
+def test_command_line(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "set_threads", lambda threads: None)  # leave idfc's setting
     rng = np.random.default_rng(3)
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -199,8 +205,8 @@ def test_missing_dependency_message(bench, monkeypatch, capsys):
 
 
 def test_plot_labels_do_not_overlap(bench, tmp_path):
-    """Crowded points (the two JPEG XL efforts, idfc and its flow nearly on top of each
-    other): no label covers another, a marker or the axes' edge."""
+    """Crowded points (the two JPEG XL efforts, idfc and another point nearly on top of
+    each other): no label covers another, a marker or the axes' edge."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +214,7 @@ def test_plot_labels_do_not_overlap(bench, tmp_path):
     from matplotlib.text import Text
 
     figures = [("jxl-e9", 3.719, 3.72), ("jxl-e7", 3.780, 4.26), ("idfc", 3.733, 0.409),
-               ("idfc-flow", 3.745, 0.42), ("webp", 3.826, 42.5), ("jpeg2000", 4.115, 4.02),
+               ("neighbour", 3.745, 0.42), ("webp", 3.826, 42.5), ("jpeg2000", 4.115, 4.02),
                ("jpeg-ls", 4.169, 17.1), ("png", 4.635, 30.3), ("qoi", 3.80, 40.0)]  # fmt: skip
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.set_xscale("log")

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import recorded, smooth_image
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 import idfcompress
@@ -94,20 +94,19 @@ def test_icc_and_exif_are_carried(rng, tmp_path):
         assert np.array_equal(np.asarray(opened), np.asarray(image))
 
 
-def test_progressive_and_effort_options(rng, tiny_models):
+def test_save_options(rng):
     image = pil_image(rng, "RGB", 40, 48)
     files = {}
-    for options in ({}, {"progressive": True}, {"effort": 2}):
+    # the retired flow's options are ignored, as Pillow's plugins ignore what they do not know
+    for options in ({}, {"tile_size": 16}, {"verify": True}, {"progressive": True, "effort": 2}):
         buffer = io.BytesIO()
         image.save(buffer, format="IDF", **options)
         files[str(options)] = buffer.getvalue()
         with Image.open(buffer) as opened:
             assert np.array_equal(np.asarray(opened), np.asarray(image))
-    assert idfcompress.info(files["{}"])["region_tiles"] == 1
-    assert idfcompress.info(files["{'progressive': True}"])["region_tiles"] == 0
-    assert files["{'progressive': True}"] == idfcompress.compress(image, mode="flow")
-    with pytest.raises(ValueError, match="effort"):
-        image.save(io.BytesIO(), format="IDF", effort=3)
+    assert files["{}"] == idfcompress.compress(image) == files["{'verify': True}"]
+    assert files["{'progressive': True, 'effort': 2}"] == files["{}"]
+    assert files["{'tile_size': 16}"] == idfcompress.compress(image, tile_size=16)
 
 
 def test_draft_is_not_implemented_and_thumbnail_is_exact(rng, tmp_path):
@@ -167,7 +166,7 @@ def ic_first_stage(data: bytes) -> int:
 def test_truncated_files(rng, tiny_models, monkeypatch):
     image = pil_image(rng, "RGB", 40, 48)
     default = idfcompress.compress(image)
-    progressive = idfcompress.compress(image, mode="flow")
+    progressive = recorded("rgb-72x40-t32")  # flow-coded: four stages
     stages = list(idfcompress.decode_progressive(progressive))
     assert len(stages) > 2
     prefix = progressive[: stages[1].bytes_used]

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import default_sigint, smooth_image
+from conftest import default_sigint, recorded, smooth_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -38,12 +38,11 @@ from idfcompress.app import cli, files
 from idfcompress.codec import decoder, encoder
 from idfcompress.errors import CorruptFile, IdfError, ImageTooLarge, ModelError
 from idfcompress.flow import loading, store
-from idfcompress.flow.config import ModelConfig
-from idfcompress.flow.model import IntegerFlow
 from idfcompress.format import container, layout
-from idfcompress.imageio import from_array
 
 ROOT = Path(__file__).resolve().parents[1]
+# every core of scikit-image's astronaut [:200, :264] through the shipped RGB model, 32-px tiles
+SHIPPED_FLOW_FILE = ROOT / "tests/codec/data/format10/astronaut-264x200-t32-flow.idf"
 ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 ENV.pop("OMP_NUM_THREADS", None)
 ENV.pop("IDFC_DEBUG", None)
@@ -96,17 +95,15 @@ def decode_traced(data: bytes, **kwargs) -> tuple[BaseException | None, float, i
 
 
 @pytest.fixture()
-def one_tile(tiny_models, rng):
+def one_tile(tiny_models):
     """A file of one 24x16 flow tile (tile size 32)."""
-    image = smooth_image(rng, 16, 24, 3)
-    return encoder.encode(from_array(image), tile_size=32, mode="flow")[0]
+    return recorded("rgb-24x16-t32")
 
 
 @pytest.fixture()
-def six_tiles(tiny_models, rng):
+def six_tiles(tiny_models):
     """A file of six flow tiles (40x24, tile size 16)."""
-    image = smooth_image(rng, 24, 40, 3)
-    return encoder.encode(from_array(image), tile_size=16, mode="flow")[0]
+    return recorded("rgb-40x24-t16")
 
 
 # ----------------------------------------------------------------------------- fuzzing
@@ -253,10 +250,8 @@ def test_altered_model_file_is_named(six_tiles, tiny_model_dir, tmp_path, monkey
     assert expected in str(caught.value)
 
 
-def test_file_from_another_model_names_it(tiny_models, rng, tmp_path, monkeypatch):
-    # through the flow: a file without flow chunks decodes without its model
-    data = ic.compress_with_stats(smooth_image(rng, 16, 16, 3), model="tiny-rgb-other",
-                                  mode="flow")[0]  # fmt: skip
+def test_file_from_another_model_names_it(tiny_models, tmp_path, monkeypatch):
+    data = recorded("rgb-16x16-other")  # flow-coded with a model named tiny-rgb-other
     folder = _model_copy(tiny_models, tmp_path / "x").parent  # tiny-rgb only
     monkeypatch.setenv(store.MODELS_ENV, str(folder))
     with pytest.raises(ModelError, match="needs model 'tiny-rgb-other'"):
@@ -305,128 +300,61 @@ def test_package_never_unpickles():
 # ----------------------------------------------------------------------------- determinism
 
 
-@pytest.fixture(scope="module")
-def wide_model(tmp_path_factory) -> Path:
-    """A random model of the shipped architecture (96 wide): PyTorch picks its convolution
-    algorithms by size, so the tiny models alone would not show thread effects."""
-    torch.manual_seed(0)
-    flow = IntegerFlow(ModelConfig(in_channels=3)).eval()
-    with torch.no_grad():
-        for parameter in flow.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.01)
-    flow.quantize()
-    path = tmp_path_factory.mktemp("wide") / "wide-rgb.safetensors"
-    loading.save_model(flow, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def wide_image() -> np.ndarray:
-    # 200x264 with 32-px tiles: full, edge and corner tiles, batches of 1 to 8
-    return smooth_image(np.random.default_rng(5), 200, 264, 3)
-
-
-def test_tile_batch_size_does_not_change_the_file(wide_model, wide_image, monkeypatch):
-    monkeypatch.setenv(store.MODELS_ENV, str(wide_model.parent))
-    image = from_array(wide_image)
-    files = {}
-    for batch in (layout.TILE_BATCH, 1, 3):
+def test_tile_batch_size_does_not_change_the_decoded_image(monkeypatch):
+    """The flow's cores decode in batches; exact arithmetic gives the same numbers in any."""
+    data = SHIPPED_FLOW_FILE.read_bytes()
+    reference = decoder.decode(data).pixels
+    for batch in (1, 3):
         monkeypatch.setattr(layout, "TILE_BATCH", batch)
-        files[batch] = encoder.encode(image, model=str(wide_model), tile_size=32, mode="flow")[0]
-    assert files[1] == files[8] and files[3] == files[8]
-    monkeypatch.setattr(layout, "TILE_BATCH", 1)  # decoding with other batches: same floats
-    assert np.array_equal(decoder.decode(files[8]).pixels, wide_image)
-
-
-_THREADS_SCRIPT = """
-import hashlib, sys
-from pathlib import Path
-import numpy as np, torch
-from PIL import Image
-threads, model, folder = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-torch.set_num_threads(threads)
-from idfcompress.codec import decoder, encoder
-from idfcompress.flow import coding
-from idfcompress.format import layout
-from idfcompress.imageio import from_array
-image = np.asarray(Image.open(folder / "image.png"))
-data = encoder.encode(from_array(image), model=model, tile_size=32, mode="flow")[0]
-(folder / f"{threads}.idf").write_bytes(data)
-first = (folder / "1.idf").read_bytes()
-assert np.array_equal(decoder.decode(first).pixels, image), "decoded pixels differ"
-print(hashlib.sha256(data).hexdigest())
-"""
-
-
-@pytest.mark.slow
-def test_thread_count_does_not_change_the_file(wide_model, wide_image, tmp_path):
-    """Files are byte-identical whatever the thread count, and each decodes with another."""
-    Image.fromarray(wide_image).save(tmp_path / "image.png")
-    digests = []
-    for threads in (1, 2, 4):
-        done = subprocess.run(
-            [sys.executable, "-c", _THREADS_SCRIPT, str(threads), str(wide_model), str(tmp_path)],
-            env={**ENV, store.MODELS_ENV: str(wide_model.parent)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        digests.append(done.stdout.strip())
-    assert len(set(digests)) == 1, digests
+        assert np.array_equal(decoder.decode(data).pixels, reference)  # and its SHA-256 matched
 
 
 _ISA_SCRIPT = """
 import hashlib, sys
 from pathlib import Path
 import numpy as np, torch
-threads, model, folder = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+threads, source, folder = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 torch.set_num_threads(threads)
-from idfcompress.codec import decoder, encoder
-from idfcompress.flow import coding
-from idfcompress.format import layout
+from idfcompress.codec import decoder
 from idfcompress.flow.loading import load_flow
-image = np.load(folder / "image.npy")
-pixels = decoder.decode((folder / "file.idf").read_bytes()).pixels
-assert np.array_equal(pixels, image), "decoded pixels differ"
-net = load_flow(Path(model)).levels[0].layers[2].net
+from idfcompress.flow.store import find_model
+pixels = decoder.decode(Path(source).read_bytes()).pixels  # checked against its SHA-256
+net = load_flow(find_model("idf-rgb-c1")).levels[0].layers[2].net
 x = torch.from_numpy(np.load(folder / "latents.npy"))
 exact = net(x).numpy().tobytes()
 net.quantized.fill_(False)  # the same weights as a plain float network
 floating = net(x).numpy().tobytes()
-print(hashlib.sha256(exact).hexdigest(), hashlib.sha256(floating).hexdigest())
+print(hashlib.sha256(pixels.tobytes()).hexdigest(), hashlib.sha256(exact).hexdigest(),
+      hashlib.sha256(floating).hexdigest())
 """
 
 
 @pytest.mark.slow
-def test_files_decode_exactly_under_other_instruction_sets(wide_model, wide_image, tmp_path):
-    """A file made here decodes exactly in processes restricted to AVX2 or SSE4.1 (what older
-    CPUs run), with 1 and 2 threads; there the same network in float arithmetic does not
-    reproduce its outputs, so the restriction is real."""
-    data = encoder.encode(from_array(wide_image), model=str(wide_model), tile_size=64, mode="flow")[
-        0
-    ]
-    (tmp_path / "file.idf").write_bytes(data)
-    np.save(tmp_path / "image.npy", wide_image)
+def test_files_decode_exactly_under_other_instruction_sets(tmp_path):
+    """A flow-coded file (shipped model) decodes exactly in processes restricted to AVX2 or
+    SSE4.1 (what older CPUs run), with 1, 2 and 4 threads; there the same network in float
+    arithmetic does not reproduce its outputs, so the restriction is real."""
     latents = torch.randint(-200, 200, (2, 6, 64, 64), generator=torch.Generator().manual_seed(1))
     np.save(tmp_path / "latents.npy", latents.float().numpy())
     results = {}
     for isa, aten in (("DEFAULT", None), ("AVX2", "avx2"), ("SSE41", "default")):
-        for threads in (1, 2):
-            env = {**ENV, store.MODELS_ENV: str(wide_model.parent)}
+        for threads in (1, 2, 4) if isa == "DEFAULT" else (1, 2):
+            env = dict(ENV)
             if isa != "DEFAULT":
                 env |= {"ONEDNN_MAX_CPU_ISA": isa, "ATEN_CPU_CAPABILITY": aten}
             done = subprocess.run(
-                [sys.executable, "-c", _ISA_SCRIPT, str(threads), str(wide_model), str(tmp_path)],
+                [sys.executable, "-c", _ISA_SCRIPT, str(threads), str(SHIPPED_FLOW_FILE),
+                 str(tmp_path)],
                 env=env,
                 capture_output=True,
                 text=True,
                 timeout=300,
-            )
+            )  # fmt: skip
             assert done.returncode == 0, (isa, threads, done.stderr[-2000:])
             results[isa, threads] = done.stdout.split()
-    assert len({exact for exact, _ in results.values()}) == 1, results
-    assert len({floating for _, floating in results.values()}) > 1, results
+    assert len({pixels for pixels, _, _ in results.values()}) == 1, results
+    assert len({exact for _, exact, _ in results.values()}) == 1, results
+    assert len({floating for _, _, floating in results.values()}) > 1, results
 
 
 def _idfc(*args: str, models: Path) -> subprocess.CompletedProcess:
@@ -437,23 +365,16 @@ def _idfc(*args: str, models: Path) -> subprocess.CompletedProcess:
 
 
 _MAIN = "from idfcompress.app.cli import main; main(prog_name='idfc')"
-# argv: threads, image, output; codes every core with the flow
-_FLOW_ONLY = (
-    "import sys, torch, idfcompress; torch.set_num_threads(int(sys.argv[1])); "
-    "open(sys.argv[3], 'wb').write(idfcompress.compress_with_stats(sys.argv[2], "
-    "mode='flow')[0])"
-)
 
 
 def test_cli_threads_give_identical_files_and_images(tiny_model_dir, tmp_path, rng):
     source = tmp_path / "photo.png"
     Image.fromarray(smooth_image(rng, 72, 104, 3)).save(source)
-    model = str(tiny_model_dir / "tiny-rgb.safetensors")
     outputs = []
     for threads in ("1", "2", "4"):
         target = tmp_path / f"t{threads}.idf"
-        done = _idfc("compress", "-q", "-T", threads, "--tile-size", "32", "--model", model,
-                     str(source), "-o", str(target), models=tiny_model_dir)  # fmt: skip
+        done = _idfc("compress", "-q", "-T", threads, "--tile-size", "32", str(source), "-o",
+                     str(target), models=tiny_model_dir)  # fmt: skip
         assert done.returncode == 0, done.stderr
         outputs.append(target.read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
@@ -470,45 +391,18 @@ def test_cli_threads_give_identical_files_and_images(tiny_model_dir, tmp_path, r
     )
 
 
-def _shipped_rgb() -> str | None:
-    try:
-        store.find_model(store.DEFAULT_MODELS[3])
-    except ModelError:
-        return None
-    return store.DEFAULT_MODELS[3]
-
-
-@pytest.mark.skipif(_shipped_rgb() is None, reason="the shipped RGB model is not installed")
-def test_shipped_model_threads_give_identical_files(tmp_path):
-    # a 500x500 photo in 256 px tiles: with PyTorch's own choice of algorithms, -T 2 gave
-    # other bytes than -T 1 and -T 4 for McMaster 1.png; 16.png has the same tile shapes.
-    # Every core goes through the networks (mode="flow": no region payloads).
-    photo = ROOT.parent / "shared" / "data" / "val" / "rgb" / "mcmaster" / "16.png"
-    if photo.exists():
-        image = np.asarray(Image.open(photo).convert("RGB"))
-    else:  # a real photo
-        import skimage.data
-
-        image = np.ascontiguousarray(skimage.data.astronaut()[:500, :500])
-    Image.fromarray(image).save(tmp_path / "photo.png")
-    files = []
+def test_cli_threads_decode_a_shipped_model_file_identically(tmp_path):
+    # a photo's cores through the shipped model's networks: with PyTorch's own choice of
+    # algorithms, -T 2 once gave other numbers than -T 1 and -T 4 for a 500-px photo
+    images = []
     for threads in ("1", "2"):
-        target = tmp_path / f"t{threads}.idf"
-        done = subprocess.run(
-            [sys.executable, "-c", _FLOW_ONLY, threads, str(tmp_path / "photo.png"), str(target)],
-            env={**ENV, store.MODELS_ENV: str(tmp_path)},
-            capture_output=True,
-            timeout=300,
-        )
+        target = tmp_path / f"t{threads}.png"
+        done = _idfc("decompress", "-q", "-T", threads, str(SHIPPED_FLOW_FILE), "-o",
+                     str(target), models=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        files.append(target.read_bytes())
-    assert files[0] == files[1]
-    info = ic.info(files[0])
-    assert info["region_tiles"] == 0  # the networks coded every core
-    done = _idfc("decompress", "-q", "-T", "2", str(tmp_path / "t1.idf"), "-o",
-                 str(tmp_path / "out.png"), models=tmp_path)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), image)
+        images.append(target.read_bytes())
+    assert images[0] == images[1]
+    assert ic.info(SHIPPED_FLOW_FILE.read_bytes())["region_tiles"] == 0  # all through the flow
 
 
 # ----------------------------------------------------------------------------- interruptions
@@ -541,8 +435,6 @@ def test_interrupted_compress_leaves_nothing(tiny_model_dir, tmp_path, sig):
             "compress",
             "-T",
             "1",
-            "--model",
-            "tiny-rgb",
             str(source),
             "-o",
             str(folder / "big.idf"),

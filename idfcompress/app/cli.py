@@ -124,10 +124,10 @@ class _Group(click.Group):
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from ..flow.store import DEFAULT_MODELS
+    from ..format.container import FORMAT_VERSION
+    from ..predictive.prior import DEFAULT_PRIOR
 
-    models = ", ".join(f"{n} for {c} channel(s)" for c, n in sorted(DEFAULT_MODELS.items()))
-    click.echo(f"idfc {__version__} (default models: {models})")
+    click.echo(f"idfc {__version__} (format {FORMAT_VERSION}, learned prior {DEFAULT_PRIOR})")
     ctx.exit()
 
 
@@ -230,34 +230,11 @@ def _run(
 @click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output.")
 @batch_options
 @click.option(
-    "--model",
-    help="Model name (see 'idfc models') or path to a .safetensors file, for the tiles the "
-    "flow codes (--progressive, -e 2).",
-)
-@click.option(
     "--tile-size",
     type=click.IntRange(8, 65528),
     default=DEFAULT_TILE_SIZE,
     show_default=True,
     help="Tile side in pixels (a multiple of 8); bounds memory use.",
-)
-@click.option(
-    "-e",
-    "--effort",
-    type=click.IntRange(1, 2),
-    default=1,
-    show_default=True,
-    help="1: the coarse level first (so that any prefix past it shows the whole picture), "
-    "then every tile with the predictive (or LZMA) region coder; 2: no coarse level, and "
-    "the flow also runs on every tile, the smaller kept (about 2x the time; on "
-    "photographs the flow has not yet won a tile).",
-)
-@click.option(
-    "--progressive",
-    is_flag=True,
-    help="Code every tile with the flow, coarsest level first: a finer coarse-to-fine "
-    "display (idfc view, decompress --bytes) than the default's coarse level and tile "
-    "rows; files 12-17 % larger than the default's, at about its speed.",
 )
 @click.option(
     "--verify",
@@ -267,7 +244,7 @@ def _run(
 )
 @threads_option
 @quiet_option
-@click.option("-v", "--verbose", is_flag=True, help="Also print ideal size, overhead and speed.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print bits/subpixel, tiles and speed.")
 def compress(
     images: tuple[str, ...],
     output: str | None,
@@ -276,10 +253,7 @@ def compress(
     recursive: bool,
     jobs: int | None,
     scheduler: str | None,
-    model: str | None,
     tile_size: int,
-    effort: int,
-    progressive: bool,
     verify: bool,
     threads: int | None,
     quiet: bool,
@@ -291,14 +265,12 @@ def compress(
     otherwise; inputs are never modified. The summary line gives the output's size as a
     share of the input FILE's. 8-bit L, LA, RGB and RGBA images are stored exactly; P
     (palette) images come back as RGB(A) and 1-bit images as L. ICC profiles and EXIF are
-    kept.
+    kept. Every file starts with the image's coarse level, so that any prefix past it
+    shows the whole picture (idfc view, decompress --bytes).
     """
     if tile_size % 8:
         raise click.BadParameter("must be a multiple of 8", param_hint="--tile-size")
-    mode = "flow" if progressive else ("auto" if effort == 2 else "predictive")
-    settings = Settings(
-        force, quiet, verbose, debug_enabled(), model, tile_size, mode, verify, MAX_PIXELS
-    )
+    settings = Settings(force, quiet, verbose, debug_enabled(), tile_size, verify, MAX_PIXELS)
     tasks = _tasks("compress", images, output, to_stdout, recursive, compressed_name)
     _run(tasks, settings, "compressed", jobs, scheduler, threads)
 
@@ -415,18 +387,16 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
 
 @main.command()
 def models() -> None:
-    """List the installed flow models and the defaults, then the predictive coder's
-    learned priors."""
-    from ..flow.store import DEFAULT_MODELS, available_models
+    """List the predictive coder's learned priors, then the installed flow models (which
+    decode files made with --progressive or -e 2 before the flow's encoder was retired)."""
+    from ..flow.store import available_models
     from ..predictive.prior import DEFAULT_PRIOR, PRIORS
 
-    defaults = {name: channels for channels, name in DEFAULT_MODELS.items()}
-    for name in available_models():
-        mark = f"  (default for {defaults[name]} channel(s))" if name in defaults else ""
-        click.echo(f"{name}{mark}")
     for prior_id, (stem, _) in sorted(PRIORS.items()):
         mark = ", default" if prior_id == DEFAULT_PRIOR else ""
         click.echo(f"{stem}  (learned prior {prior_id} of the predictive coder{mark})")
+    for name in available_models():
+        click.echo(f"{name}  (flow model, decodes older flow-coded files)")
 
 
 @main.command(epilog=PREVIEW_EXIT_CODES)

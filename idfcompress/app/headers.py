@@ -75,11 +75,14 @@ def describe(name: str, fields: dict[str, Any]) -> list[str]:
     if fields["region_coders"]:
         coders = ", ".join(f"{n} {name}" for name, n in fields["region_coders"].items())
         lines.append(f"  regions   {coders}")
-    for g in fields["groups"]:
-        lines.append(
-            f"  model     {g['model']} ({g['channels']} channel(s) from {g['first_channel']}, "
-            f"sha256 {g['model_sha256'][:16]}…, {g['arithmetic']})"
+    for g in fields["groups"]:  # the model fields matter only to a group with flow chunks
+        flow = (
+            f", {g['flow_chunks']} flow chunks: flow model {g['model']} "
+            f"(sha256 {g['model_sha256'][:16]}…, {g['arithmetic']})"
+            if g["flow_chunks"]
+            else ""
         )
+        lines.append(f"  group     {g['channels']} channel(s) from {g['first_channel']}{flow}")
     if fields["metadata"]:
         items = ", ".join(f"{k} {v} bytes" for k, v in fields["metadata"].items())
         lines.append(f"  metadata  {items}")

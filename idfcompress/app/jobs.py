@@ -47,9 +47,7 @@ class Settings:
     quiet: bool = False
     verbose: bool = False
     debug: bool = False
-    model: str | None = None
     tile_size: int = DEFAULT_TILE_SIZE
-    mode: str = "predictive"
     verify: bool = False
     max_pixels: int | None = MAX_PIXELS
 
@@ -132,12 +130,7 @@ def _compress(task: Task, settings: Settings, progress: Progress | None) -> Outc
     threading.Thread(target=_warm_up, daemon=True, name="idfc-warm-up").start()
     image = _image(raw)
     data, stats = api.compress_with_stats(
-        image,
-        model=settings.model,
-        tile_size=settings.tile_size,
-        mode=settings.mode,
-        verify=settings.verify,
-        progress=progress,
+        image, tile_size=settings.tile_size, verify=settings.verify, progress=progress
     )
     seconds = time.perf_counter() - started
     write_output(task.target, data, settings.force, task.source, task.make_folders)
@@ -146,15 +139,9 @@ def _compress(task: Task, settings: Settings, progress: Progress | None) -> Outc
     if not settings.quiet:
         done.lines.append(compress_summary(task.name, raw, len(data), task.target))
     if settings.verbose:
-        flow = (
-            f"flow streams and margins {8 * stats.flow_bytes} bits vs ideal "
-            f"{stats.ideal_bits:.0f} ({100 * stats.overhead:+.3f} %); "
-            if stats.flow_bytes
-            else ""
-        )
         done.lines.append(
-            f"  {stats.bits_per_subpixel:.4f} bits/subpixel; {flow}"
-            f"{stats.region_tiles}/{stats.tiles} tiles as region payloads; "
+            f"  {stats.bits_per_subpixel:.4f} bits/subpixel; {stats.tiles} tiles after "
+            f"{stats.coarse_tiles} of the coarse level; "
             f"{pixels / 1e6 / max(seconds, 1e-9):.2f} MP/s"
         )
     return done

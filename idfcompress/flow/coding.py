@@ -1,5 +1,5 @@
-"""Flow stages <-> ANS streams: how the latents of a batch of tile cores become chunk
-payloads (the encoder) and how payloads become latents again, stage by stage (the decoder).
+"""Flow stages -> latents: how the payloads of a batch of tile cores become latents again,
+stage by stage, and the cores' pixels (the flow's encoder is retired; its files decode).
 
 Payload layouts are in docs/FORMAT.md ("Flow stages"): a first stage leads with a byte that
 says whether the model's mixtures or fitted grid logistics code it; every other stage leads
@@ -13,7 +13,7 @@ import math
 import struct
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -24,11 +24,7 @@ from ..entropy import ans
 from ..entropy.tables import (
     FIT_MIN_LOGSCALE,
     LOGSCALE_COUNT,
-    LOGSCALE_MIN,
-    LOGSCALE_STEP,
-    MEAN_STEPS,
     PROB_TOTAL,
-    fit_logistic,
     grid_ids,
     heaviest_fit_weight,
     logistic_indices,
@@ -48,13 +44,12 @@ from ..format.layout import (
     core_shape,
 )
 from .loading import LoadedModel, load_verified
-from .model import IntegerFlow, LogisticPrior, MixturePrior, Prior, StagedInverse, logistic_log_prob
+from .model import IntegerFlow, LogisticPrior, MixturePrior, Prior, StagedInverse
 from .store import file_sha256, find_model
 
 MAX_LATENT = 1 << 22  # latents beyond this magnitude never come from a valid encoder
 _Q_BIAS = 1 << 15
 _SHIFT = struct.Struct("<b")  # leading byte of a logistic-stage payload: the log-scale shift
-SHIFT_SEARCH = (4, 2, 1)  # the encoder's steps towards a stage's best log-scale shift (+-7)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -142,12 +137,6 @@ def model_for(group: PlaneGroup) -> LoadedModel:
 # ------------------------------------------------------------------------------ tables
 
 
-def tile_tensor(plane: np.ndarray, tiles: list[Tile], granularity: int) -> torch.Tensor:
-    """(B, C, H, W) float tensor of the tiles' cores (all of one shape)."""
-    cores = np.stack([core_of(plane, t, granularity) for t in tiles])
-    return torch.from_numpy(cores).permute(0, 3, 1, 2).float()
-
-
 @lru_cache(maxsize=1)
 def logistic_tableset() -> ans.TableSet:
     """The grid logistics every logistic stage is coded with."""
@@ -226,34 +215,6 @@ def grid_point(prior: LogisticPrior) -> tuple[np.ndarray, np.ndarray]:
     return logistic_indices(prior.mean.double().numpy(), prior.log_scale.double().numpy())
 
 
-# ------------------------------------------------------------------------------ first stage
-
-
-def first_stage(
-    flow: IntegerFlow, z: torch.Tensor
-) -> tuple[bytes, ans.TableSet, np.ndarray, np.ndarray, float]:
-    """How one core's first stage ``z`` (1, C, h, w) is coded: the payload's leading bytes,
-    the table set, ids and offsets (C, h, w), and the ideal bits (leading bytes included).
-
-    The model's mixtures know nothing of the tile; a grid logistic per channel fitted to the
-    tile (``tables.fit_logistic``) costs 3 bytes per channel and is used where its ideal
-    size is smaller.
-    """
-    mixture = MixturePrior(tuple(z.shape))
-    tableset, ids, offsets = stream_parameters(flow, mixture)
-    head = bytes([TOP_MIXTURE])
-    choice = (head, tableset, ids[0], offsets[0], 8.0 + mixture_bits(flow, z))
-    q, g, _ = fit_logistic(z[0].to(torch.int64).numpy().reshape(z.shape[1], -1))
-    if np.abs(q).max() < _Q_BIAS:
-        head = bytes([TOP_LOGISTIC]) + g.astype(np.uint8).tobytes()
-        head += (q + _Q_BIAS).astype("<u2").tobytes()
-        per_channel = (1, -1, 1, 1)
-        bits = 8.0 * len(head) + grid_bits(z, q.reshape(per_channel), g.reshape(per_channel))[0]
-        if bits < choice[4]:
-            choice = (head, *_fitted_streams(q, g, tuple(z.shape)), bits)
-    return choice
-
-
 def first_stage_streams(
     flow: IntegerFlow, data: bytes | memoryview, shape: tuple[int, ...], tile: int
 ) -> tuple[ans.TableSet, np.ndarray, np.ndarray, bytes | memoryview]:
@@ -272,11 +233,6 @@ def first_stage_streams(
     raise CorruptFile(f"corrupt .idf file: tile {tile} has an invalid first-stage prior")
 
 
-def mixture_bits(flow: IntegerFlow, z: torch.Tensor) -> float:
-    """Ideal bits of first-stage latents ``z`` under the model's mixtures."""
-    return float(-flow.mixture_log_prob(z).double().sum() / np.log(2.0))
-
-
 # ------------------------------------------------------------------------------ logistic stages
 
 
@@ -291,86 +247,11 @@ def shifted(q: np.ndarray, g: np.ndarray, shift: int) -> tuple[np.ndarray, np.nd
     return grid_ids(q, _moved(g, shift))
 
 
-def grid_bits(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Ideal bits, per tile (first axis), of latents ``z`` under the grid logistics (q, g)
-    (arrays shaped like ``z`` or broadcasting to it)."""
-    mean = torch.from_numpy(q).float() / MEAN_STEPS
-    log_scale = torch.from_numpy(LOGSCALE_MIN + g * LOGSCALE_STEP).float()
-    bits = logistic_log_prob(z, mean, log_scale).double().sum(dim=(1, 2, 3))
-    return (-bits / math.log(2.0)).numpy()
-
-
-def scale_shifts(z: torch.Tensor, q: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per tile of a logistic stage: the log-scale shift its payload gets and the ideal bits
-    of the stage with it.
-
-    The prior network knows only what photographs it was trained on; a tile that is smoother
-    or noisier than them codes smaller with all its scales moved by the same step. The search
-    (steps ``SHIFT_SEARCH``) compares the ideal bits of a quarter of the latents (every other
-    row and column), which is enough to choose and a quarter of the work.
-    """
-    zs, qs, gs = z[:, :, ::2, ::2], q[:, :, ::2, ::2], g[:, :, ::2, ::2]
-    best = np.zeros(z.shape[0], dtype=np.int64)
-    bits = grid_bits(zs, qs, gs)
-    for step in SHIFT_SEARCH:
-        centre = best.copy()
-        for candidate in (centre - step, centre + step):
-            trial = grid_bits(zs, qs, _moved(gs, candidate[:, None, None, None]))
-            better = trial < bits
-            best[better], bits[better] = candidate[better], trial[better]
-    return best, grid_bits(z, q, _moved(g, best[:, None, None, None]))
-
-
 def logistic_stage(data: bytes | memoryview, tile: int) -> tuple[int, bytes | memoryview]:
     """The log-scale shift and the ANS stream of a logistic-stage payload ``data``."""
     if not len(data):
         raise CorruptFile(f"corrupt .idf file: tile {tile} has an empty flow stage")
     return _SHIFT.unpack_from(data)[0], data[1:]
-
-
-def core_ideal_bits(flow: IntegerFlow, x: torch.Tensor) -> float:
-    """The ideal bits the codec's flow streams take for a core ``x`` (1, C, H, W)."""
-    bits = 0.0
-    for z, prior in flow.coding_stages(x):
-        if isinstance(prior, MixturePrior):
-            bits += first_stage(flow, z)[4]
-        else:
-            bits += 8.0 + float(scale_shifts(z, *grid_point(prior))[1].sum())
-    return bits
-
-
-# ------------------------------------------------------------------------------ encoder
-
-
-@exact_arithmetic
-@torch.no_grad()
-def encode_batch(
-    loaded: LoadedModel, plane: np.ndarray, batch: Sequence[Tile]
-) -> list[tuple[list[bytes], float]]:
-    """Per tile of ``batch`` (cores of one shape): its stage payloads, coarsest first, and
-    their ideal bits."""
-    flow = loaded.flow
-    x = tile_tensor(plane, list(batch), flow.config.granularity)
-    payloads: list[list[bytes]] = [[] for _ in batch]
-    ideal = np.zeros(len(batch))
-    for z, prior in flow.coding_stages(x):
-        if float(z.abs().max()) > MAX_LATENT:
-            raise ModelError(f"model {loaded.name} produced out-of-range latents")
-        values = z.to(torch.int64).numpy()
-        if isinstance(prior, MixturePrior):
-            for i in range(len(batch)):
-                head, tableset, ids, offsets, bits = first_stage(flow, z[i : i + 1])
-                payloads[i].append(head + ans.encode(values[i], ids, offsets, tableset))
-                ideal[i] += bits
-            continue
-        q, g = grid_point(prior)
-        shifts, bits = scale_shifts(z, q, g)
-        for i in range(len(batch)):
-            ids, offsets = shifted(q[i], g[i], int(shifts[i]))
-            stream = ans.encode(values[i], ids, offsets, logistic_tableset())
-            payloads[i].append(_SHIFT.pack(shifts[i]) + stream)
-            ideal[i] += 8.0 + bits[i]
-    return [(payloads[i], float(ideal[i])) for i in range(len(batch))]
 
 
 # ------------------------------------------------------------------------------ decoder

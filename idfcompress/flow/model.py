@@ -1,7 +1,8 @@
 """The Integer Discrete Flow: levels of squeeze + couplings, factor-out, and the priors.
 
 ``IntegerFlow.coding_stages`` maps pixels to integer latents (coarsest stage first), each
-with its prior: what the encoder codes. ``StagedInverse`` walks the other way one stage at a
+with its prior: the transform's forward (what the retired encoder coded; the tests check
+the inverse against it). ``StagedInverse`` walks the other way one stage at a
 time and hands out the prior of each stage before its latents are known, which is what an
 entropy decoder needs. Both compute every prior from the same kept channels, which exact
 arithmetic makes identical whether they were computed forwards or inverted back.
@@ -9,7 +10,6 @@ arithmetic makes identical whether they were computed forwards or inverted back.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -46,18 +46,6 @@ def _first_half(prior: LogisticPrior) -> LogisticPrior:
     """The prior of a context-split stage's first half (its first C // 2 channels)."""
     c = prior.mean.shape[1] // 2
     return LogisticPrior(prior.mean[:, :c], prior.log_scale[:, :c])
-
-
-def logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """Natural log of P(x) under a discretized logistic (unit bins, no tail folding)."""
-    inv_scale = torch.exp(-log_scale)
-    upper = (x + 0.5 - mean) * inv_scale
-    lower = (x - 0.5 - mean) * inv_scale
-    return (
-        nn.functional.logsigmoid(upper)
-        + nn.functional.logsigmoid(-lower)
-        + torch.log(-torch.expm1(-inv_scale))
-    )
 
 
 class IntegerFlow(nn.Module):
@@ -127,43 +115,12 @@ class IntegerFlow(nn.Module):
         return all(bool(net.quantized) for net in self.conv_nets())
 
     @torch.no_grad()
-    def quantize(self, pixels: torch.Tensor | None = None) -> None:
-        """Switch every network to exact arithmetic (:meth:`ConvNet.quantize`).
-
-        ``pixels`` (a batch of typical images) calibrates the activation ranges; the float
-        networks see them once. Networks already quantised (a model grown by new networks,
-        ``--init-from``) keep their exponents.
-        """
-        nets = [net for net in self.conv_nets() if not bool(net.quantized)]
-        inputs: dict[ConvNet, list[torch.Tensor]] = {}
-        if pixels is not None:
-            if not nets:
-                raise ValueError("the flow is already quantised")
-            hooks = [
-                net.register_forward_pre_hook(
-                    lambda module, args: inputs.setdefault(module, []).append(args[0])
-                )
-                for net in nets
-            ]
-            try:
-                self.nll_bits(pixels)
-            finally:
-                for hook in hooks:
-                    hook.remove()
-        for net in nets:
-            samples = None
-            if net in inputs:
-                runs = [net.activation_samples(x) for x in inputs[net]]
-                samples = [torch.cat([r[i].flatten() for r in runs]) for i in range(len(runs[0]))]
-            net.quantize(samples)
-
-    @torch.no_grad()
-    def snap_quantized(self) -> None:
-        """Fix each network's weight exponents from its current weights and round the
-        weights onto them: what a model file stores (training moves the float weights)."""
+    def quantize(self) -> None:
+        """Switch every network to exact arithmetic (:meth:`ConvNet.quantize`, default
+        activation ranges): how tests build small exact models."""
         for net in self.conv_nets():
-            net.update_shifts()
-            net.snap()
+            if not bool(net.quantized):
+                net.quantize(None)
 
     def check_exact(self) -> None:
         """Raise ValueError unless every network satisfies the exact-arithmetic bounds."""
@@ -220,16 +177,7 @@ class IntegerFlow(nn.Module):
             self.mixture_log_scales.clamp(LOGSCALE_MIN, LOGSCALE_MAX),
         )
 
-    def mixture_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        logits, means, log_scales = self.mixture_parameters()
-        shape = (1, self.mixture_channels, 1, 1, -1)
-        per_component = logistic_log_prob(
-            z.unsqueeze(-1), means.view(shape), log_scales.view(shape)
-        )
-        weights = torch.log_softmax(logits, dim=-1).view(shape)
-        return torch.logsumexp(per_component + weights, dim=-1)
-
-    # -- encoder direction --------------------------------------------------------------
+    # -- forward (pixels to latents) --------------------------------------------------------------
     def _run_levels(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -258,20 +206,6 @@ class IntegerFlow(nn.Module):
         for level in reversed(range(last)):
             stages += self._logistic_stages(level, *factored[level])
         return stages
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The training objective, :meth:`nll_bits` (what DistributedDataParallel calls)."""
-        return self.nll_bits(x)
-
-    def nll_bits(self, x: torch.Tensor) -> torch.Tensor:
-        """Ideal code length in bits of each image of the batch (training objective)."""
-        (top_a, _), *rest = self.coding_stages(x)
-        log_prob = self.mixture_log_prob(top_a).flatten(1).sum(1)
-        for z, prior in rest:
-            log_prob = log_prob + logistic_log_prob(z, prior.mean, prior.log_scale).flatten(1).sum(
-                1
-            )
-        return -log_prob / math.log(2.0)
 
 
 class StagedInverse:

@@ -4,10 +4,11 @@ network is ``loading``'s job.
 
 Names and paths. A model name read from an ``.idf`` file is only ever a name: it is looked
 up as ``NAME.safetensors`` in :func:`model_dirs` (:func:`find_model`), never opened as a
-path, whatever it ends with. The user's own ``--model`` / ``compress(model=...)`` may also be
-a path to a ``.safetensors`` file (:func:`model_path`): the user chose that file on their own
-command line, and the ``.idf`` records only its name (the file's stem) and SHA-256, so
-decoding the result needs the model installed under that name in the search path.
+path, whatever it ends with. A script's own model (``loading.load_model``) may also be a
+path to a ``.safetensors`` file (:func:`model_path`).
+
+The shipped flow models (``idf-rgb-c1``, ``idf-gray-c2``) stay in ``models/`` to decode
+files made before the flow's encoder was retired.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from pathlib import Path
 from ..errors import ModelError
 from .config import ModelConfig
 
-# The model used for each channel count when none is named.
-DEFAULT_MODELS = {3: "idf-rgb-c1", 1: "idf-gray-c2"}
 MODELS_ENV = "IDFC_MODELS"
 MODEL_SUFFIX = ".safetensors"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what an .idf header can record
@@ -103,11 +102,6 @@ def _is_model(path: Path) -> bool:
     except ModelError:
         return False
     return True
-
-
-def default_model_name(channels: int) -> str:
-    """The model used for images of ``channels`` colour channels when none is named."""
-    return DEFAULT_MODELS[channels]
 
 
 def file_sha256(path: Path) -> bytes:

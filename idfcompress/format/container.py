@@ -26,6 +26,8 @@ __all__ = [
     "FORMAT_VERSION",
     "READABLE_VERSIONS",
     "MODES",
+    "NO_MODEL",
+    "NO_MODEL_SHA256",
     "pixel_digest",
     "SOURCE_MODES",
     "PlaneGroup",
@@ -50,6 +52,9 @@ SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}
 
 #: Arithmetic ids known to format version 3 (2 = integer networks carried exactly in float32).
 ARITHMETICS: dict[int, str] = {2: "exact-int24"}
+
+#: The model the encoder names for every group: none (only flow chunks need one).
+NO_MODEL, NO_MODEL_SHA256 = "none", bytes(32)
 
 _MODE_BY_ID = {v: k for k, v in MODES.items()}
 
@@ -87,14 +92,10 @@ Buffer = bytes | bytearray | memoryview
 
 @dataclass(frozen=True)
 class PlaneGroup:
-    """A set of consecutive channels coded together by one model.
-
-    ``channels`` is 1 or 3; ``first_channel`` is the index of the group's first channel
-    in the interleaved pixel layout of the header's mode; ``model_name`` is the model's
-    ASCII name (1..64 characters of ``[A-Za-z0-9._-]``) and ``model_sha256`` the 32-byte
-    SHA-256 of its weights file; ``arithmetic`` says how priors were computed
-    (2 = exact-int24, the only id of format version 3).
-    """
+    """A set of consecutive channels coded together: ``channels`` (1 or 3) from
+    ``first_channel`` in the interleaved pixel layout; the flow model of its flow chunks, by
+    ASCII name (1..64 of ``[A-Za-z0-9._-]``; :data:`NO_MODEL`) and weights' SHA-256; and
+    ``arithmetic``, how its networks computed (2 = exact-int24, the only id)."""
 
     channels: int
     first_channel: int

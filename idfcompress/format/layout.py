@@ -132,12 +132,3 @@ def uses_flow(entries: dict[ChunkKey, ChunkEntry], g: int) -> bool:
     """Whether plane group ``g`` has flow chunks; a group without them decodes without its
     model (every tile a region chunk, or a margin chunk for a tile smaller than any core)."""
     return any(gg == g and is_flow_kind(kind) for gg, _, kind in entries)
-
-
-def stream_rank(kind: int, stages: int) -> int:
-    """Where chunks of ``kind`` go in the file: -1 for the coarse level (first of all), 0
-    for region and margin chunks and the coarsest flow stage, up to ``stages - 1`` for the
-    finest (a group of ``stages``)."""
-    if kind == COARSE_KIND:
-        return -1
-    return stages - kind if is_flow_kind(kind) else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -17,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import smooth_image
+from conftest import recorded, smooth_image
 from PIL import Image
 
 from idfcompress import __version__, api
 from idfcompress.app import files
 from idfcompress.app.cli import main
 from idfcompress.flow import store
+from idfcompress.format import container
 from idfcompress.predictive import prior
 
 H, W = 40, 56
@@ -112,30 +114,18 @@ def bad_files(folder: Path, good: bytes) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- compress
 
 
-def test_compress_effort_option(work):
-    exited(idfc("compress", "-q", "-e", "2", "photo.png"), 0)
-    assert np.array_equal(api.decompress((work / "photo.png.idf").read_bytes()), make_array())
-    result = idfc("compress", "-q", "--effort", "3", "-f", "photo.png")
-    exited(result, 2)
-    assert "effort" in result.output
-
-
 def test_compress_verbose_says_how_tiles_were_coded(work):
     result = idfc("compress", "-v", "photo.png", "-o", "d.idf")
     exited(result, 0)
-    assert "1/1 tiles as region payloads" in result.output and "flow streams" not in result.output
-    result = idfc("compress", "-v", "--progressive", "photo.png", "-o", "p.idf")
-    exited(result, 0)
-    assert "0/1 tiles as region payloads" in result.output and "flow streams" in result.output
+    assert "bits/subpixel; 1 tiles after 1 of the coarse level;" in result.output
 
 
-def test_compress_progressive_codes_every_core_with_the_flow(work):
-    exited(idfc("compress", "-q", "--progressive", "photo.png", "-o", "p.idf"), 0)
-    exited(idfc("compress", "-q", "photo.png", "-o", "d.idf"), 0)
-    progressive, default = (api.info((work / n).read_bytes()) for n in ("p.idf", "d.idf"))
-    assert progressive["region_tiles"] == 0 < progressive["tiles"]
-    assert default["region_tiles"] == default["tiles"]
-    assert np.array_equal(api.decompress((work / "p.idf").read_bytes()), make_array())
+@pytest.mark.parametrize("option", [["--progressive"], ["-e", "2"], ["--model", "idf-rgb-c1"]])
+def test_the_flows_encoder_options_are_gone(work, option):
+    result = idfc("compress", *option, "photo.png")
+    exited(result, 2)
+    assert "No such option" in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["photo.png"]
 
 
 def test_compress_writes_idf_next_to_input_and_keeps_input(work):
@@ -499,16 +489,15 @@ def test_info_text_and_json(photo_idf):
     result = idfc("info", "photo.idf")
     exited(result, 0)
     assert f"{W}x{H} RGB" in result.stdout
-    assert "tiny-rgb" in result.stdout
-    bright = make_array()
-    bright[: H // 2] = bright[: H // 2] // 8 + 220  # first stages that want a fitted prior
-    data = api.compress_with_stats(bright, mode="flow")[0]
+    assert "tiny-rgb" not in result.stdout and "flow model" not in result.stdout
+    data = recorded("rgb-64x64-t32-fitted")  # flow-coded: first stages with fitted priors
     (work / "bright.idf").write_bytes(data)
     fitted = ic_info_fitted(data)
     assert fitted >= 1
     result = idfc("info", "bright.idf")
     exited(result, 0)
     assert f"{fitted} first-stage priors fitted" in result.stdout
+    assert "flow model tiny-rgb" in result.stdout
 
     save_png(work / "alpha.png", make_array(seed=4, channels=4))
     exited(idfc("compress", "alpha.png"), 0)
@@ -519,7 +508,8 @@ def test_info_text_and_json(photo_idf):
     for record, mode in zip(records, ["RGB", "RGBA"], strict=True):
         assert (record["width"], record["height"], record["mode"]) == (W, H, mode)
         assert record["file_bytes"] == (work / record["file"]).stat().st_size
-    assert [g["model"] for g in records[1]["groups"]] == ["tiny-rgb", "tiny-gray"]
+    assert [g["model"] for g in records[1]["groups"]] == ["none", "none"]
+    assert [g["flow_chunks"] for g in records[1]["groups"]] == [0, 0]
 
 
 def ic_region_coders(data: bytes) -> dict[str, int]:
@@ -574,13 +564,12 @@ def test_test_command(photo_idf):
     assert sorted(p.name for p in work.iterdir()) == before
 
 
-def test_models_lists_defaults(tiny_models):
+def test_models_lists_priors_then_flow_models(tiny_models):
     result = idfc("models")
     exited(result, 0)
     lines = result.stdout.splitlines()
-    assert "tiny-rgb  (default for 3 channel(s))" in lines
-    assert "tiny-gray  (default for 1 channel(s))" in lines
-    assert "tiny-rgb-other" in lines
+    assert "tiny-rgb  (flow model, decodes older flow-coded files)" in lines
+    assert "idf-rgb-c1  (flow model, decodes older flow-coded files)" in lines
     # the shipped prior is listed as what it is, not as a flow model
     for prior_id in prior.PRIORS:
         mark = ", default" if prior_id == prior.DEFAULT_PRIOR else ""
@@ -589,16 +578,14 @@ def test_models_lists_defaults(tiny_models):
         assert f"prior-{prior_id}" not in lines
 
 
-def test_priors_beside_the_models_are_not_flow_models(tiny_model_dir, monkeypatch):
+def test_priors_beside_the_models_are_not_flow_models(tiny_model_dir, tmp_path, monkeypatch):
     from idfcompress.flow import store
 
     shipped = Path(__file__).resolve().parents[2] / "models" / "prior-1.safetensors"
-    (tiny_model_dir / "prior-1.safetensors").write_bytes(shipped.read_bytes())
-    monkeypatch.setenv(store.MODELS_ENV, str(tiny_model_dir))
-    try:
-        names = store.available_models()
-    finally:
-        (tiny_model_dir / "prior-1.safetensors").unlink()
+    (tmp_path / "prior-1.safetensors").write_bytes(shipped.read_bytes())
+    shutil.copy(tiny_model_dir / "tiny-rgb.safetensors", tmp_path)
+    monkeypatch.setenv(store.MODELS_ENV, str(tmp_path))
+    names = store.available_models()
     assert "tiny-rgb" in names and "prior-1" not in names
 
 
@@ -629,12 +616,12 @@ def test_usage_errors_exit_2(work, args):
     assert sorted(p.name for p in work.iterdir()) == ["photo.png"]
 
 
-def test_version_mentions_default_models():
+def test_version_names_the_format_and_prior():
     result = idfc("--version")
     exited(result, 0)
     assert __version__ in result.stdout
-    for name in store.DEFAULT_MODELS.values():
-        assert name in result.stdout
+    expected = f"format {container.FORMAT_VERSION}, learned prior {prior.DEFAULT_PRIOR}"
+    assert expected in result.stdout
 
 
 def test_help_documents_exit_codes_and_options():
@@ -642,7 +629,7 @@ def test_help_documents_exit_codes_and_options():
     exited(result, 0)
     assert "Exit codes" in result.stdout
     for command, options in {
-        "compress": ["-o, --output", "-f, --force", "-c, --stdout", "--model", "--tile-size"],
+        "compress": ["-o, --output", "-f, --force", "-c, --stdout", "--tile-size", "--verify"],
         "decompress": ["-o, --output", "-f, --force", "-c, --stdout", "--max-pixels"],
         "test": ["--threads"],
         "info": ["--json"],
@@ -681,7 +668,7 @@ def run_idfc(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 def test_process_stdin_stdout_round_trip(work):
     with open(work / "photo.png", "rb") as src, open(work / "out.idf", "wb") as dst:
         done = run_idfc(
-            ["compress", "-", "--model", "tiny-rgb"], stdin=src, stdout=dst, stderr=subprocess.PIPE
+            ["compress", "-"], stdin=src, stdout=dst, stderr=subprocess.PIPE
         )
     assert done.returncode == 0, done.stderr
     assert b"Traceback" not in done.stderr

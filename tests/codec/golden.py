@@ -1,8 +1,9 @@
 """A fixed set of images whose .idf bytes must not change without a format change.
 
 ``python tests/codec/golden.py`` rewrites data/golden_bytes.json from the current encoder; do
-that only together with a format change: a FORMAT_VERSION change, or a new default prior
-(the prior table is part of the format; test_same_bytes.py checks it).
+that only together with a format change: a FORMAT_VERSION change, a new default prior (the
+prior table is part of the format; test_same_bytes.py checks it), or a change docs/FORMAT.md
+records in what the encoder writes (the flow encoder's retirement: groups name no model).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 GOLDEN = Path(__file__).with_name("data") / "golden_bytes.json"
-MODES = ("predictive", "auto", "flow")
 
 
 def _smooth(seed: int, height: int, width: int, channels: int) -> np.ndarray:
@@ -46,43 +46,42 @@ def _with_metadata() -> Image.Image:
     return Image.open(buffer)
 
 
-def cases() -> Iterator[tuple[str, object, int, tuple[str, ...]]]:
-    """(name, image, tile size, modes) of every golden case."""
+def cases() -> Iterator[tuple[str, object, int]]:
+    """(name, image, tile size) of every golden case."""
     rgb = _smooth(1, 270, 300, 3)
-    yield "rgb-300x270", rgb, 256, ("predictive",)
-    yield "rgb-300x270-t64", rgb, 64, ("predictive",)
-    yield "gray-97x61-t64", _smooth(2, 61, 97, 1)[:, :, 0], 64, MODES
+    yield "rgb-300x270", rgb, 256
+    yield "rgb-300x270-t64", rgb, 64
+    yield "gray-97x61-t64", _smooth(2, 61, 97, 1)[:, :, 0], 64
     rgba = np.concatenate([_smooth(3, 33, 40, 3), _smooth(4, 33, 40, 1)], axis=2)
-    yield "rgba-40x33", rgba, 256, MODES
+    yield "rgba-40x33", rgba, 256
     la = np.concatenate([_smooth(5, 7, 19, 1), _smooth(6, 7, 19, 1)], axis=2)
-    yield "la-19x7", la, 256, MODES
-    yield "gray-1x1", np.full((1, 1), 77, np.uint8), 256, MODES
-    yield "rgb-3x5", _smooth(8, 5, 3, 3), 256, MODES
+    yield "la-19x7", la, 256
+    yield "gray-1x1", np.full((1, 1), 77, np.uint8), 256
+    yield "rgb-3x5", _smooth(8, 5, 3, 3), 256
     astronaut = _astronaut()
-    yield "astronaut-112x96", astronaut, 256, MODES
+    yield "astronaut-112x96", astronaut, 256
     grey = (astronaut.astype(np.int64) @ np.array([299, 587, 114]) // 1000).astype(np.uint8)
-    yield "astronaut-grey-112x96-t32", grey, 32, MODES
+    yield "astronaut-grey-112x96-t32", grey, 32
     noise = np.random.default_rng(9).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
-    yield "noise-64x48", noise, 256, MODES
-    yield "flat-50x50", np.zeros((50, 50, 3), np.uint8), 256, MODES
-    yield "levels-64x48", _smooth(10, 48, 64, 3) // 4 * 4, 256, ("predictive",)  # packed
-    yield "metadata-40x24", _with_metadata(), 256, ("predictive", "flow")
+    yield "noise-64x48", noise, 256
+    yield "flat-50x50", np.zeros((50, 50, 3), np.uint8), 256
+    yield "levels-64x48", _smooth(10, 48, 64, 3) // 4 * 4, 256  # packed
+    yield "metadata-40x24", _with_metadata(), 256
 
 
-def encode(image: object, tile_size: int, mode: str) -> bytes:
-    """The .idf bytes of ``image`` in ``mode`` (the public API)."""
+def encode(image: object, tile_size: int) -> bytes:
+    """The .idf bytes of ``image`` (the public API)."""
     import idfcompress
 
-    return idfcompress.compress(image, tile_size=tile_size, mode=mode)
+    return idfcompress.compress(image, tile_size=tile_size)
 
 
 def digests() -> dict[str, str]:
-    """SHA-256 of every case's bytes, keyed ``name/mode``."""
-    out = {}
-    for name, image, tile_size, modes in cases():
-        for mode in modes:
-            out[f"{name}/{mode}"] = hashlib.sha256(encode(image, tile_size, mode)).hexdigest()
-    return out
+    """SHA-256 of every case's bytes, keyed by name."""
+    return {
+        name: hashlib.sha256(encode(image, tile_size)).hexdigest()
+        for name, image, tile_size in cases()
+    }
 
 
 if __name__ == "__main__":

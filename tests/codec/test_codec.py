@@ -1,4 +1,5 @@
-"""Exact round trips through the whole codec with tiny models, and refusal of bad files."""
+"""Exact round trips through the whole codec, the recorded flow-coded files, and refusal of
+bad files."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
-from conftest import smooth_image
+from conftest import recorded, smooth_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -26,7 +26,7 @@ from idfcompress.errors import (
     TruncatedFile,
     UnsupportedImage,
 )
-from idfcompress.flow import coding, loading, store
+from idfcompress.flow import loading, store
 from idfcompress.format import container, layout
 from idfcompress.predictive import regions
 
@@ -41,60 +41,47 @@ MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
     width=st.integers(1, 70),
     channels=st.sampled_from([1, 2, 3, 4]),
     tile=st.sampled_from([8, 16, 24, 64]),
-    mode=st.sampled_from(["predictive", "auto", "flow"]),
     noise=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_round_trip_is_exact(tiny_models, height, width, channels, tile, mode, noise, seed):
+def test_round_trip_is_exact(height, width, channels, tile, noise, seed):
     rng = np.random.default_rng(seed)
     if noise:
         image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
     else:
         image = smooth_image(rng, height, width, channels)
-    data, stats = ic.compress_with_stats(image, tile_size=tile, mode=mode)
+    data, stats = ic.compress_with_stats(image, tile_size=tile)
     out = ic.decompress(data)
     expected = image[:, :, 0] if channels == 1 else image
     assert out.dtype == np.uint8 and np.array_equal(out, expected)
-    if mode == "flow":
-        assert stats.region_tiles == 0
-    if mode == "predictive":
-        assert stats.flow_tiles == 0
-    assert ic.info(data)["mode"] == MODES[channels]
-
-
-def test_flow_coding_is_close_to_ideal(tiny_models, rng):
-    image = smooth_image(rng, 96, 128, 3)
-    data, stats = ic.compress_with_stats(image, mode="flow", tile_size=64)
-    assert stats.region_tiles == 0 and stats.ideal_bits > 0
-    # Random tiny models put many latents in the far tails, where the escape code is cheaper
-    # than the logistic's tail, so only the upper bound is meaningful here (the shipped
-    # model's two-sided figure is tested in test_shipped_model.py).
-    assert stats.overhead < 0.01, stats.overhead
-    assert np.array_equal(ic.decompress(data), image)
+    info = ic.info(data)
+    assert info["mode"] == MODES[channels]
+    groups = len(layout.plane_groups(MODES[channels]))
+    assert info["region_tiles"] == stats.tiles == groups * info["tiles"]  # one chunk per tile
+    assert info["chunks"] == stats.tiles + stats.coarse_tiles  # and the coarse level's
 
 
 def test_noise_falls_back_to_raw_and_barely_grows(tiny_models, rng):
     image = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    data, stats = ic.compress_with_stats(image, tile_size=32)
-    assert stats.region_tiles == stats.tiles
+    data = ic.compress(image, tile_size=32)
+    assert ic.info(data)["region_coders"].get("LZMA2", 0) >= 1
     assert len(data) < image.size * 1.02 + 400
     assert np.array_equal(ic.decompress(data), image)
 
 
-def test_mode_decides_where_the_flow_runs(tiny_models, rng):
-    image = smooth_image(rng, 64, 96, 3)
-    fast, fast_stats = ic.compress_with_stats(image, tile_size=32, mode="predictive")
-    assert fast_stats.flow_tiles == 0 and fast_stats.region_tiles == fast_stats.tiles == 6
-    full, full_stats = ic.compress_with_stats(image, tile_size=32, mode="auto")
-    assert full_stats.flow_tiles == full_stats.tiles == 6  # every core went through the networks
-    assert len(full) <= len(fast)  # each tile keeps the smaller coding
-    flow, flow_stats = ic.compress_with_stats(image, tile_size=32, mode="flow")
-    assert flow_stats.flow_tiles == 6 and flow_stats.region_tiles == 0
-    for data in (fast, full, flow):
-        assert np.array_equal(ic.decompress(data), image)
-    assert ic.compress(image, tile_size=32) == fast  # "predictive" is the default
-    with pytest.raises(ValueError, match="mode"):
-        ic.compress(image, mode="fast")
+def test_the_encoder_writes_the_coarse_level_then_one_region_chunk_per_tile(rng):
+    image = smooth_image(rng, 37, 27, 4)  # RGBA: two plane groups; a tile too small for a core
+    data = ic.compress(image, tile_size=32)
+    header, entries = container.read_header(data)
+    kinds = [(e.kind, e.tile, e.group) for e in entries]
+    coarse = [k for k in kinds if k[0] == layout.COARSE_KIND]
+    assert kinds[: len(coarse)] == coarse == [(layout.COARSE_KIND, 0, g) for g in range(2)]
+    assert kinds[len(coarse) :] == [(layout.REGION_KIND, t, g) for t in range(2) for g in range(2)]
+    for group in header.groups:  # no flow model codes the groups
+        assert (group.model_name, group.model_sha256) == (container.NO_MODEL, bytes(32))
+    assert np.array_equal(ic.decompress(data), image)
+    with pytest.raises(TypeError, match="mode"):  # the flow's encoder is retired
+        ic.compress(image, mode="flow")  # type: ignore[call-arg]
 
 
 def test_pil_modes_round_trip(tiny_models, rng):
@@ -145,9 +132,9 @@ def test_unsupported_arrays_are_refused(tiny_models):
 
 
 @pytest.fixture()
-def small_file(tiny_models, rng):
-    image = smooth_image(rng, 24, 40, 3)
-    return ic.compress_with_stats(image, tile_size=16, mode="flow")[0]
+def small_file(tiny_models):
+    """Six flow-coded tiles of tiny-rgb (40x24, tile size 16)."""
+    return recorded("rgb-40x24-t16")
 
 
 def _rewrite_payload(data: bytes, index: int, mutate) -> bytes:
@@ -186,7 +173,7 @@ def test_truncation_and_bit_flips_give_format_errors(small_file):
             ic.decompress(bytes(damaged))
 
 
-def test_foreign_files_are_refused(tiny_models):
+def test_foreign_files_are_refused():
     with pytest.raises(NotAnIdfFile):
         ic.decompress(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(TruncatedFile):
@@ -196,7 +183,7 @@ def test_foreign_files_are_refused(tiny_models):
 def test_wrong_model_is_named(small_file, tiny_model_dir, monkeypatch, tmp_path):
     # same name, other weights: the hash no longer matches
     other = tmp_path / "tiny-rgb.safetensors"
-    other.write_bytes((tiny_model_dir / "tiny-rgb-other.safetensors").read_bytes())
+    other.write_bytes((tiny_model_dir / "tiny-gray.safetensors").read_bytes())
     monkeypatch.setenv(store.MODELS_ENV, str(tmp_path))
     with pytest.raises(ModelError, match="tiny-rgb"):
         ic.decompress(small_file)
@@ -205,20 +192,13 @@ def test_wrong_model_is_named(small_file, tiny_model_dir, monkeypatch, tmp_path)
         ic.decompress(small_file)
 
 
-def test_explicit_model_is_recorded(tiny_models, rng):
-    data = ic.compress(smooth_image(rng, 16, 16, 3), model="tiny-rgb-other")
-    assert ic.info(data)["groups"][0]["model"] == "tiny-rgb-other"
-    with pytest.raises(ModelError):
-        ic.compress(smooth_image(rng, 16, 16, 3), model="no-such-model")
-
-
 def test_pixel_limit_guards_decoding(small_file):
     with pytest.raises(ImageTooLarge):
         ic.decompress(small_file, max_pixels=100)
     assert ic.decompress(small_file, max_pixels=None).shape == (24, 40, 3)
 
 
-def test_raw_cores_with_bad_payloads_are_corrupt(tiny_models, rng):
+def test_raw_cores_with_bad_payloads_are_corrupt(rng):
     image = rng.integers(0, 256, (16, 16), dtype=np.uint8)
     data = ic.compress(image)
     assert ic.info(data)["region_tiles"] == 1
@@ -237,9 +217,8 @@ def test_raw_cores_with_bad_payloads_are_corrupt(tiny_models, rng):
     assert np.array_equal(ic.decompress(rewritten), image)
 
 
-def test_chunk_order_puts_coarsest_stage_first(tiny_models, rng):
-    data, _ = ic.compress_with_stats(smooth_image(rng, 40, 40, 3), tile_size=16, mode="flow")
-    _, entries = container.read_header(data)
+def test_chunk_order_puts_coarsest_stage_first(small_file):
+    _, entries = container.read_header(small_file)
     kinds = [e.kind for e in entries]
     assert kinds == sorted(kinds, reverse=True)
     assert max(kinds) == loading.load_model("tiny-rgb").flow.config.stages
@@ -263,16 +242,15 @@ def test_struct_of_header_starts_with_magic(small_file):
 
 
 @pytest.mark.parametrize("height,width", [(41, 27), (7, 30), (30, 7), (9, 9), (1, 1), (17, 33)])
-def test_tile_margins_round_trip_and_skip_the_flow(tiny_models, rng, height, width):
-    image = smooth_image(rng, height, width, 3)
-    data, stats = ic.compress_with_stats(image, tile_size=16, mode="flow")
-    assert np.array_equal(ic.decompress(data), image)
+def test_tile_margins_decode_beside_the_flow(tiny_models, height, width):
+    data = recorded(f"rgb-{width}x{height}-t16")
+    assert ic.decompress(data).shape == (height, width, 3)  # exact: the pixel SHA-256 matched
     _, entries = container.read_header(data)
     margins = [e for e in entries if e.kind == layout.MARGIN_KIND]
     tiles = layout.tiles_of(height, width, 16)
     assert len(margins) == sum(1 for t in tiles if layout.margin_shapes(t, 8, 3))
     assert ic.info(data)["margins"] == len(margins)
-    assert stats.region_tiles == 0
+    assert ic.info(data)["region_tiles"] == 0
 
 
 def _drop_or_add_margin(data: bytes, add: bool) -> bytes:
@@ -287,11 +265,11 @@ def _drop_or_add_margin(data: bytes, add: bool) -> bytes:
     return container.write(header, chunks)
 
 
-def test_missing_extra_or_corrupt_margins_are_refused(tiny_models, rng):
-    odd = ic.compress_with_stats(smooth_image(rng, 23, 21, 3), tile_size=32, mode="flow")[0]
+def test_missing_extra_or_corrupt_margins_are_refused(tiny_models):
+    odd = recorded("rgb-21x23-t32")  # one tile: a 16x16 core and margins
     with pytest.raises(CorruptFile, match="lacks its margin"):
         ic.decompress(_drop_or_add_margin(odd, add=False))
-    even = ic.compress_with_stats(smooth_image(rng, 16, 16, 3), tile_size=16, mode="flow")[0]
+    even = recorded("rgb-16x16-t16")
     with pytest.raises(CorruptFile, match="unexpected margin"):
         ic.decompress(_drop_or_add_margin(even, add=True))
     header, pairs = container.read(odd)
@@ -314,8 +292,7 @@ def test_region_coded_tiles_cover_the_whole_tile_alone(tiny_models, rng):
     assert np.array_equal(ic.decompress(data), image)
     with pytest.raises(CorruptFile, match="needs one raw or margin chunk"):
         ic.decompress(_drop_or_add_margin(data, add=True))
-    flow = ic.compress_with_stats(image, tile_size=32, mode="flow")[0]
-    header, pairs = container.read(flow)
+    header, pairs = container.read(recorded("rgb-21x23-t32"))
     chunks = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs]
     raw = container.Chunk(0, layout.REGION_KIND, 0, regions.encode_regions([image]))
     with pytest.raises(CorruptFile, match="raw chunk and other chunks"):
@@ -328,34 +305,18 @@ def _first_stage_payloads(data: bytes) -> list[bytes]:
     return [bytes(p) for e, p in chunks if e.kind == first]
 
 
-def test_first_stages_use_mixtures_or_fitted_logistics_and_round_trip(tiny_models, rng):
-    """The tiny model's mixtures are random; a bright flat-ish tile is better served by a
-    logistic fitted to it, a tile of noise around mid-grey may not be. Both decode."""
-    image = smooth_image(rng, 64, 64, 3)
-    image[:32] = np.clip(image[:32] // 8 + 220, 0, 255)
-    data = ic.compress_with_stats(image, tile_size=32, mode="flow")[0]
-    assert np.array_equal(ic.decompress(data), image)
+def test_first_stages_use_mixtures_or_fitted_logistics_and_decode(tiny_models):
+    """The tiny model's mixtures are random; the encoder coded the bright upper tiles with a
+    logistic fitted to each, the others with the mixtures. Both decode."""
+    data = recorded("rgb-64x64-t32-fitted")
+    assert ic.decompress(data).shape == (64, 64, 3)
     kinds = [p[0] for p in _first_stage_payloads(data)]
     assert layout.TOP_LOGISTIC in kinds
     assert set(kinds) <= {layout.TOP_MIXTURE, layout.TOP_LOGISTIC}
 
 
-def test_fitted_first_stage_is_chosen_only_when_smaller(tiny_models, rng):
-    flow = loading.load_model("tiny-rgb").flow
-    x = torch.from_numpy(smooth_image(rng, 32, 32, 3).transpose(2, 0, 1).copy()).float()[None]
-    with torch.no_grad():
-        z = flow.coding_stages(x)[0][0]
-        head, _, _, _, bits = coding.first_stage(flow, z)
-        mixture = coding.mixture_bits(flow, z)
-    assert bits <= mixture + 8  # the mixture's payload has its one leading byte
-    assert head[0] == (layout.TOP_LOGISTIC if bits < mixture + 8 else layout.TOP_MIXTURE)
-    assert len(head) == (1 + 3 * z.shape[1] if head[0] == layout.TOP_LOGISTIC else 1)
-
-
-def test_invalid_first_stage_priors_are_corrupt(tiny_models, rng):
-    image = smooth_image(rng, 32, 32, 3)
-    image[:] = np.clip(image // 8 + 220, 0, 255)
-    data = ic.compress_with_stats(image, mode="flow")[0]
+def test_invalid_first_stage_priors_are_corrupt(tiny_models):
+    data = recorded("rgb-32x32-bright")
     header, chunks = container.read(data)
     index = next(i for i, (e, _) in enumerate(chunks) if e.kind == max(c.kind for c, _ in chunks))
     payload = bytes(chunks[index][1])
@@ -376,28 +337,8 @@ def test_invalid_first_stage_priors_are_corrupt(tiny_models, rng):
             ic.decompress(_rewrite_payload(data, index, lambda _p, forged=forged: forged))
 
 
-def test_scale_shift_search_finds_the_scale_the_latents_have():
-    """Latents drawn with log-scales 4/16 wider and 6/16 narrower than their prior says get
-    shifts of about +4 and -6, and code in fewer bits with them."""
-    gen = torch.Generator().manual_seed(5)
-    shape = (2, 3, 32, 32)
-    q = np.full(shape, 16 * 3)  # mean 3
-    g = np.full(shape, 80)  # log-scale -3 + 80/16 = 2
-    u = torch.rand(shape, generator=gen, dtype=torch.float64).clamp(1e-9, 1 - 1e-9)
-    noise = torch.log(u) - torch.log1p(-u)  # standard logistic
-    scales = torch.tensor([2.0 + 4 / 16, 2.0 - 6 / 16]).exp().view(2, 1, 1, 1)
-    z = torch.round(3.0 + noise * scales).float()
-    shifts, bits = coding.scale_shifts(z, q, g)
-    assert abs(shifts[0] - 4) <= 1 and abs(shifts[1] + 6) <= 1
-    for i, s in enumerate(shifts):
-        one = slice(i, i + 1)
-        assert bits[i] < coding.grid_bits(z[one], q[one], g[one])[0]
-        assert bits[i] == pytest.approx(coding.grid_bits(z[one], q[one], g[one] + s)[0])
-
-
-def test_logistic_stages_carry_their_shift_and_the_decoder_applies_it(tiny_models, rng):
-    image = smooth_image(rng, 64, 64, 3)
-    data = ic.compress_with_stats(image, tile_size=32, mode="flow")[0]
+def test_logistic_stages_carry_their_shift_and_the_decoder_applies_it(tiny_models):
+    data = recorded("rgb-64x64-t32")
     header, chunks = container.read(data)
     first = max(e.kind for e, _ in chunks)
     logistic = [i for i, (e, _) in enumerate(chunks) if 1 <= e.kind < first]
@@ -417,18 +358,17 @@ def test_files_without_flow_chunks_decode_without_their_model(
 ):
     image = smooth_image(rng, 37, 27, 3)  # a tile with a core and one too small for a core
     default = ic.compress(image, tile_size=32)
-    flow = ic.compress_with_stats(image, tile_size=32, mode="flow")[0]
+    flow = recorded("rgb-27x37-t32")
     kinds = {e.kind for e in container.read_header(default)[1]}
-    assert kinds == {layout.COARSE_KIND, layout.REGION_KIND, layout.MARGIN_KIND}
+    assert kinds == {layout.COARSE_KIND, layout.REGION_KIND}
     monkeypatch.setenv(store.MODELS_ENV, str(tmp_path))  # no models installed
-    monkeypatch.setattr(store, "DEFAULT_MODELS", {})
     assert np.array_equal(ic.decompress(default), image)
     assert [s.exact for s in ic.decode_progressive(default)] == [False, False, True]
     with pytest.raises(ModelError, match="needs model"):
         ic.decompress(flow)
     header, pairs = container.read(default)
     chunks = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs]
-    margin = next(c for c in chunks if c.kind == layout.MARGIN_KIND)
-    extra = container.Chunk(0, layout.MARGIN_KIND, 0, margin.payload)  # beside tile 0's raw one
+    region = next(c for c in chunks if c.kind == layout.REGION_KIND and c.tile == 1)
+    extra = container.Chunk(0, layout.MARGIN_KIND, 0, region.payload)  # beside tile 0's raw one
     with pytest.raises(CorruptFile, match="needs one raw or margin chunk"):
         ic.decompress(container.write(header, [*chunks, extra]))

@@ -1,7 +1,9 @@
 """Progressive decoding (issue 4): stages from a prefix, streams, the CLI and the viewer.
 
-Tiny random models (conftest) with ``mode="flow"`` so that every tile is flow-coded in
-4 stages (3 levels + split top); a few tests mix in raw tiles on purpose.
+Flow-coded files recorded with tiny random models (conftest, codec/data/flow): every tile
+in 4 stages (3 levels + split top), the finest display the decoder has; a few mix in raw
+tiles on purpose. Default files' stages (the coarse level, then rows of tiles) are tested
+in test_coarse.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import smooth_image
+from conftest import recorded
 from PIL import Image
 
 import idfcompress as ic
@@ -31,18 +33,20 @@ from idfcompress.errors import CorruptFile, TruncatedFile
 from idfcompress.flow import coding, store
 from idfcompress.flow.preview import prior_mode
 from idfcompress.format import container
+from idfcompress.format.layout import REGION_KIND
+from idfcompress.predictive import regions
 
 STAGES = 4  # tiny models: levels 3, split top
 
 
-def encode(image: np.ndarray, tile: int = 32, mode: str = "flow") -> bytes:
-    return ic.compress_with_stats(image, tile_size=tile, mode=mode)[0]
+FORMAT10 = Path(__file__).with_name("data") / "format10"
 
 
 @pytest.fixture()
 def photo(tiny_models) -> tuple[np.ndarray, bytes]:
-    image = smooth_image(np.random.default_rng(7), 40, 72, 3)
-    return image, encode(image)
+    """A 72x40 picture flow-coded in 32-px tiles, and its pixels (exact: SHA-256 checked)."""
+    data = recorded("rgb-72x40-t32")
+    return ic.decompress(data), data
 
 
 class Trickle(io.RawIOBase):
@@ -160,52 +164,50 @@ def test_sampling_differs_from_modes_but_is_reproducible(photo):
 
 
 def test_region_tiles_are_exact_from_the_first_stage(tiny_models):
-    rng = np.random.default_rng(5)
-    image = smooth_image(rng, 64, 64, 3)
-    image[:32, :32] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # noise: stored raw
-    data = encode(image, tile=32, mode="auto")
-    assert ic.info(data)["region_tiles"] >= 1
+    # a flow-coded file whose tile 0 is a region chunk instead, as "auto" mode wrote them
+    flow = recorded("rgb-64x64-t32")
+    image = ic.decompress(flow)
+    header, pairs = container.read(flow)
+    chunks = [container.Chunk(e.group, e.kind, e.tile, bytes(p)) for e, p in pairs if e.tile]
+    region = regions.encode_regions([image[:32, :32]])
+    data = container.write(header, [container.Chunk(0, REGION_KIND, 0, region), *chunks])
     stages = list(decode_progressive(data))
+    assert len(stages) == STAGES and stages[-1].exact
     assert np.array_equal(stages[0].pixels[:32, :32], image[:32, :32])
+    assert not np.array_equal(stages[0].pixels[32:], image[32:])
     assert np.array_equal(stages[-1].pixels, image)
     # All raw in a flow file: a single stage, exact at once.
-    noise = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
-    only = list(decode_progressive(encode(noise, tile=16, mode="auto")))
-    assert len(only) == 1 and only[0].exact and np.array_equal(only[0].pixels, noise)
+    only = list(decode_progressive(recorded("rgb-40x24-t16-noise-auto")))
+    assert len(only) == 1 and only[0].exact and only[0].pixels.shape == (24, 40, 3)
 
 
 def test_margins_are_exact_from_the_first_stage(tiny_models):
-    image = smooth_image(np.random.default_rng(6), 45, 29, 3)  # 5 and 5 px of margin
-    stages = list(decode_progressive(encode(image, tile=32, mode="flow")))
-    assert len(stages) == STAGES and not stages[0].exact
+    stages = list(decode_progressive(recorded("rgb-29x45-t32")))  # 5 and 5 px of margin
+    image = stages[-1].pixels
+    assert len(stages) == STAGES and not stages[0].exact and stages[-1].exact
     assert np.array_equal(stages[0].pixels[40:], image[40:])
     assert np.array_equal(stages[0].pixels[:32, 24:29], image[:32, 24:29])
     assert not np.array_equal(stages[0].pixels[:40, :24], image[:40, :24])
-    assert np.array_equal(stages[-1].pixels, image)
     # An image smaller than the flow's granularity is all margin: one exact stage.
-    tiny = smooth_image(np.random.default_rng(7), 5, 7, 3)
-    only = list(decode_progressive(encode(tiny, mode="flow")))
-    assert len(only) == 1 and only[0].exact and np.array_equal(only[0].pixels, tiny)
+    only = list(decode_progressive(recorded("rgb-7x5")))
+    assert len(only) == 1 and only[0].exact and only[0].pixels.shape == (5, 7, 3)
 
 
-@pytest.mark.parametrize("channels", [1, 2, 4])
-def test_other_modes_and_plane_groups(tiny_models, channels):
-    image = smooth_image(np.random.default_rng(channels), 24, 40, channels)
-    data = encode(image, tile=16)
+@pytest.mark.parametrize("name,mode", [("l", "L"), ("la", "LA"), ("rgba", "RGBA")])
+def test_other_modes_and_plane_groups(tiny_models, name, mode):
+    data = recorded(f"{name}-40x24-t16")
     stages = list(decode_progressive(data))
-    assert len(stages) == STAGES and stages[-1].exact
-    expected = image[:, :, 0] if channels == 1 else image
-    assert np.array_equal(stages[-1].pixels, expected)
-    assert stages[0].image.mode == {1: "L", 2: "LA", 4: "RGBA"}[channels]
+    assert len(stages) == STAGES and stages[-1].exact and not stages[0].exact
+    assert np.array_equal(stages[-1].pixels, ic.decompress(data))
+    assert stages[0].image.mode == mode
 
 
-def test_a_context_split_model_shows_seven_stages(tiny_models):
-    """Each logistic stage of a context-split model is two stages of the file."""
-    image = smooth_image(np.random.default_rng(9), 40, 72, 3)
-    data = ic.compress_with_stats(image, model="tiny-rgb-context", tile_size=32, mode="flow")[0]
+def test_a_context_split_model_shows_seven_stages():
+    """Each logistic stage of a context-split model (the shipped one) is two stages of the
+    file."""
+    data = (FORMAT10 / "astronaut-112x96-flow.idf").read_bytes()
     stages = list(decode_progressive(data))
     assert len(stages) == 7 and [s.exact for s in stages] == [False] * 6 + [True]
-    assert np.array_equal(stages[-1].pixels, image)
     used = [s.bytes_used for s in stages]
     assert used == sorted(used) and len(set(used)) == 7
 

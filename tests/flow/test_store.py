@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import recorded
 
-import idfcompress as ic
 from idfcompress.codec import decoder
 from idfcompress.errors import ModelError
 from idfcompress.flow import coding, config, loading, model, store
@@ -73,9 +72,9 @@ def _regrouped(data: bytes, name: str, sha256: bytes) -> bytes:
 
 
 @pytest.fixture()
-def flow_file(tiny_models, rng) -> bytes:
-    """A file of four flow-coded tiles of tiny-rgb."""
-    return ic.compress(smooth_image(rng, 16, 32, 3), tile_size=16, mode="flow")
+def flow_file(tiny_models) -> bytes:
+    """A file of six flow-coded tiles of tiny-rgb (recorded)."""
+    return recorded("rgb-40x24-t16")
 
 
 @pytest.fixture()
@@ -254,24 +253,16 @@ def test_find_model_takes_names_only(tiny_models, name):
         store.find_model(name)
 
 
-def test_the_encoder_takes_a_path_to_the_users_own_model(
-    tiny_model_dir, tmp_path, monkeypatch, rng
-):
-    """``compress(model=PATH)``: the file is the user's choice; the .idf records its stem and
-    hash, so decoding needs it installed under that name."""
+def test_a_script_may_name_its_own_model_by_path(tiny_model_dir, tmp_path, monkeypatch):
+    """``describe_model(PATH)`` / ``load_model(PATH)``: a file the caller chose, named by its
+    stem; a name from a file is never a path (above)."""
     own = tmp_path / "mine" / "my-model.safetensors"
     own.parent.mkdir()
     shutil.copy(tiny_model_dir / "tiny-rgb.safetensors", own)
     monkeypatch.setenv(store.MODELS_ENV, str(tmp_path / "empty"))
     info = store.describe_model(str(own))
     assert (info.name, info.path.resolve()) == ("my-model", own.resolve())
-    image = smooth_image(rng, 16, 16, 3)
-    data = ic.compress(image, model=str(own), tile_size=16, mode="flow")
-    assert container.read_header(data)[0].groups[0].model_name == "my-model"
-    with pytest.raises(ModelError, match="needs model 'my-model'"):
-        ic.decompress(data)
-    monkeypatch.setenv(store.MODELS_ENV, str(own.parent))
-    assert np.array_equal(ic.decompress(data), image)
+    assert loading.load_model(str(own)).name == "my-model"
     bad = tmp_path / "mine" / "my model.safetensors"
     shutil.copy(own, bad)
     with pytest.raises(ModelError, match="must be NAME.safetensors"):

@@ -11,9 +11,12 @@ file raises ``OSError`` (with the :class:`~idfcompress.IdfError` as its cause), 
 gives a wrong image. ``Image.open`` reads the header only; ``load()`` reads the rest of the
 file once, into one buffer, and decodes it.
 
-Not implemented: ``draft()`` and a faster ``reduce()``, so ``thumbnail()`` decodes exactly
-and then reduces. A default file's coarse level (every F-th pixel, read first) could serve
-a draft at 1/F of the size; not done yet.
+``draft()`` (which ``thumbnail()`` calls) serves a size the file's coarse level covers from
+that level alone: every F-th pixel of every F-th row, the first bytes of the file, so a
+thumbnail of a 12 MP photo reads and decodes about 1 % of it. That level is a subsample,
+not an average (a draft, as JPEG's are scaled DCTs); its chunks are CRC-checked, while the
+pixel SHA-256 can only check the whole image. Files without a coarse level (made before
+format 10, or by the flow) and larger sizes decode exactly, then reduce.
 Previews are given only where Pillow asks for what a damaged file still holds: with
 ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` a truncated progressive file loads as the best
 stage its bytes allow, and ``info["idf_preview"]`` is ``(stage, stages)``.
@@ -23,13 +26,16 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image, ImageFile
 
 from .api import compress
 from .codec import decoder
+from .codec.decoder import Decoding
 from .codec.progressive import decode_preview
 from .errors import IdfError, NotAnIdfFile, TruncatedFile, UnsupportedImage
 from .format import container
+from .format.layout import COARSE_KIND
 from .imageio import PixelImage, from_pil
 
 __all__ = ["EXTENSIONS", "FORMAT", "MIME", "IdfImageFile", "register", "save"]
@@ -103,6 +109,46 @@ class IdfImageFile(ImageFile.ImageFile):
         if "EXIF" in header.metadata:
             self.info["exif"] = header.metadata["EXIF"]
         self._pending = True  # pixels not decoded yet (load() does not use Pillow's tiles)
+        self._draft = 0  # the coarse level's stride when draft() chose it
+
+    def draft(
+        self, mode: str | None, size: tuple[int, int] | None
+    ) -> tuple[str, tuple[int, int, float, float]] | None:
+        """Configure ``load()`` to give the coarse level where it is at least ``size``
+        (``mode`` is ignored: the image keeps its own); None where it cannot."""
+        if size is None or not getattr(self, "_pending", False) or self._draft:
+            return None
+        try:
+            strides = Decoding(self._header, self._table, self._header_size, None).strides
+        except IdfError:
+            return None  # load() will say what is wrong
+        stride, (width, height) = strides[0], self.size
+        if not all(f == stride for f in strides) or not stride:
+            return None
+        reduced = (-(-width // stride), -(-height // stride))
+        if reduced[0] < size[0] or reduced[1] < size[1]:
+            return None
+        self._draft, self._size = stride, reduced
+        self.info["idf_draft"] = stride
+        return self.mode, (0, 0, width / stride, height / stride)
+
+    def _decode_draft(self) -> PixelImage:
+        """The coarse levels of every plane group, from the file's first bytes."""
+        assert self.fp is not None
+        decoding = Decoding(self._header, self._table, self._header_size, _max_pixels())
+        coarse = [e for e in self._table if e.kind == COARSE_KIND]
+        end = max(e.offset + e.length for e in coarse)
+        data = bytearray(end)
+        data[: len(self._prefix)] = self._prefix[:end]
+        got = min(len(self._prefix), end)
+        got += _read_into(self.fp, memoryview(data)[got:])
+        if got < end:
+            raise TruncatedFile(
+                f"image file is truncated: {got} bytes, its coarse level ends at {end}"
+            )
+        levels = [decoding.coarse(memoryview(data), g) for g in range(len(self._header.groups))]
+        pixels = np.concatenate([level for level in levels if level is not None], axis=2)
+        return PixelImage(pixels, self._header.mode, metadata=dict(self._header.metadata))
 
     def _read_file(self) -> tuple[bytearray, int]:
         """The whole file in one buffer of its announced size, and how many bytes of it
@@ -132,7 +178,7 @@ class IdfImageFile(ImageFile.ImageFile):
     def load(self) -> Any:
         if getattr(self, "_pending", False):
             try:
-                image = self._decode()
+                image = self._decode_draft() if self._draft else self._decode()
             except IdfError as exc:
                 raise OSError(str(exc)) from exc
             finally:

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 import idfcompress
 from idfcompress.errors import CorruptFile, IdfError, TruncatedFile
 from idfcompress.format import container
+from idfcompress.format.layout import COARSE_KIND
 from idfcompress.pillow import IdfImageFile, accept
 
 MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+
+FORMAT9 = Path(__file__).parent / "codec" / "data" / "format9"
 
 
 def pil_image(rng, mode: str, height: int = 30, width: int = 41) -> Image.Image:
@@ -109,17 +113,72 @@ def test_save_options(rng):
     assert files["{'tile_size': 16}"] == idfcompress.compress(image, tile_size=16)
 
 
-def test_draft_is_not_implemented_and_thumbnail_is_exact(rng, tmp_path):
-    image = pil_image(rng, "RGB", 64, 80)
+class _Counting(io.BytesIO):
+    """A file that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        piece = super().read(size)
+        self.read_bytes += len(piece)
+        return piece
+
+    def readinto(self, view) -> int:  # type: ignore[override]
+        got = super().readinto(view)
+        self.read_bytes += got
+        return got
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_draft_reads_only_the_coarse_level(rng, mode):
+    image = pil_image(rng, mode, 300, 420)  # coarse level: every 8th pixel, 53x38
+    data = idfcompress.compress(image)
+    source = _Counting(data)
+    with Image.open(source) as opened:
+        assert opened.draft(None, (50, 30)) == (mode, (0, 0, 420 / 8, 300 / 8))
+        assert opened.size == (53, 38) and opened.info["idf_draft"] == 8
+        assert opened.draft(None, (10, 10)) is None  # configured once
+        opened.load()
+        assert opened.mode == mode
+        assert np.array_equal(np.asarray(opened), np.asarray(image)[::8, ::8])
+    assert source.read_bytes < 0.1 * len(data)  # the tiles were never read
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.thumbnail((26, 19))  # Pillow asks for twice the size: the level serves it
+        assert opened.size == (26, 19) and opened.info["idf_draft"] == 8
+
+
+def test_draft_falls_back_to_the_exact_image(rng, tmp_path):
+    image = pil_image(rng, "RGB", 64, 80)  # coarse level 10x8
     path = tmp_path / "x.idf"
     image.save(path)
     with Image.open(path) as opened:
-        assert opened.draft("RGB", (10, 8)) is None
+        assert opened.draft("RGB", (11, 8)) is None  # larger than the coarse level
         assert opened.size == (80, 64)
         opened.thumbnail((20, 16))
         expected = image.copy()
         expected.thumbnail((20, 16))
         assert np.array_equal(np.asarray(opened), np.asarray(expected))
+        assert "idf_draft" not in opened.info
+    old = FORMAT9 / "astronaut-112x96-predictive.idf"  # no coarse level before format 10
+    with Image.open(old) as opened:
+        assert opened.draft(None, (8, 8)) is None and opened.size == (112, 96)
+    with Image.open(path) as opened:
+        opened.load()
+        assert opened.draft(None, (8, 8)) is None  # already decoded
+
+
+def test_draft_of_a_cut_file(rng):
+    image = pil_image(rng, "RGB", 300, 420)
+    data = idfcompress.compress(image)
+    _, entries = container.read_header(data)
+    end = max(e.offset + e.length for e in entries if e.kind == COARSE_KIND)
+    with Image.open(io.BytesIO(data[: end + 10])) as opened:  # the tiles cut off
+        opened.draft(None, (50, 30))
+        opened.load()
+        assert np.array_equal(np.asarray(opened), np.asarray(image)[::8, ::8])
+    with Image.open(io.BytesIO(data[: end - 1])) as opened, pytest.raises(OSError, match="trunc"):
+        opened.draft(None, (50, 30))
+        opened.load()
 
 
 def _damaged(data: bytes, position: int) -> bytes:

@@ -182,7 +182,7 @@ def _learned(planes: list[Analysis], coded: np.ndarray):
     for p in planes:
         assert p.mean is not None and p.scale is not None
         fits.append(prior.fit_shifts(p.coded[coded], p.mean[coded], p.scale[coded],
-                                     p.contexts[coded]))  # fmt: skip
+                                     p.contexts[coded], sample=prior.SHIFT_SAMPLE))  # fmt: skip
     shifts = np.stack([fit[0] for fit in fits])
     means = np.zeros((len(planes), coded.size), dtype=np.int64)
     scales = np.zeros_like(means)

@@ -64,8 +64,13 @@ def describe(name: str, fields: dict[str, Any]) -> list[str]:
         f"  size      {fields['width']}x{fields['height']} {fields['mode']}{source}",
         f"  bytes     {size} ({8 * size / subpixels:.3f} bits/subpixel)",
         f"  tiles     {fields['tiles']} of {fields['tile_size']} px, "
-        f"{fields['region_tiles']} as region payloads, {fields['margins']} margins, "
-        f"{fields['fitted_first_stages']} first-stage priors fitted",
+        f"{fields['region_tiles']} as region payloads"
+        + (  # what only files made by the flow hold
+            f", {fields['margins']} margins, "
+            f"{fields['fitted_first_stages']} first-stage priors fitted"
+            if any(g["flow_chunks"] for g in fields["groups"]) or fields["margins"]
+            else ""
+        ),
     ]
     if fields.get("coarse_tiles"):
         lines.append(

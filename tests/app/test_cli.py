@@ -490,6 +490,7 @@ def test_info_text_and_json(photo_idf):
     exited(result, 0)
     assert f"{W}x{H} RGB" in result.stdout
     assert "tiny-rgb" not in result.stdout and "flow model" not in result.stdout
+    assert "margins" not in result.stdout and "first-stage" not in result.stdout  # flow only
     data = recorded("rgb-64x64-t32-fitted")  # flow-coded: first stages with fitted priors
     (work / "bright.idf").write_bytes(data)
     fitted = ic_info_fitted(data)

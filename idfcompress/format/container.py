@@ -42,10 +42,10 @@ __all__ = [
 ]
 
 MAGIC: bytes = b"\x89IDF\r\n\x1a\n"
-FORMAT_VERSION = 10
-#: Versions this reader decodes: 7 to 9 differ from 10 only in the region filters and chunk
-#: kinds they hold (10 adds the coarse level).
-READABLE_VERSIONS: tuple[int, ...] = (7, 8, 9, 10)
+FORMAT_VERSION = 11
+#: Versions this reader decodes: 7 to 10 differ from 11 only in the region filters and chunk
+#: kinds they hold (10 adds the coarse level, 11 the shifts by scale).
+READABLE_VERSIONS: tuple[int, ...] = (7, 8, 9, 10, 11)
 
 MODES: dict[str, int] = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 SOURCE_MODES: dict[str | None, int] = {None: 0, "1": 1, "P": 2}

@@ -173,16 +173,17 @@ def _rule(coded: np.ndarray, contexts: np.ndarray):
     return table, (medians.ravel() * MEAN_STEPS)[pick], scales.ravel()[pick], bits
 
 
-def _learned(planes: list[Analysis], coded: np.ndarray):
+def _learned(planes: list[Analysis], coded: np.ndarray, by_scale: bool = False):
     """Format 8: the prior's mean and log-scale per value, moved by shifts fitted per
-    (plane, context) on the values ``coded`` (bool, per value of a plane); the (i8 mean
-    shift, i8 log-scale shift) table, every coded value's mean and log-scale index (0 for
-    the others), and the estimated bits."""
+    (plane, context; or bin of the prior's log-scale, ``by_scale``) on the values ``coded``
+    (bool, per value of a plane); the (i8 mean shift, i8 log-scale shift) table, every coded
+    value's mean and log-scale index (0 for the others), and the estimated bits."""
     fits = []
     for p in planes:
         assert p.mean is not None and p.scale is not None
-        fits.append(prior.fit_shifts(p.coded[coded], p.mean[coded], p.scale[coded],
-                                     p.contexts[coded], sample=prior.SHIFT_SAMPLE))  # fmt: skip
+        contexts = kernel.scale_contexts(p.scale[coded]) if by_scale else p.contexts[coded]
+        fits.append(prior.fit_shifts(p.coded[coded], p.mean[coded], p.scale[coded], contexts,
+                                     sample=prior.SHIFT_SAMPLE))  # fmt: skip
     shifts = np.stack([fit[0] for fit in fits])
     means = np.zeros((len(planes), coded.size), dtype=np.int64)
     scales = np.zeros_like(means)
@@ -270,18 +271,20 @@ class Plan:
         learned: prior.Prior | None = None,
         online: bool = False,
         stride: int = 0,
+        by_scale: bool = False,
     ) -> None:
         """``gains=False`` leaves every gain 0 (to measure what the gains bring);
         ``learned``: code with that prior (format 8) instead of the hand-made rule;
         ``online``: correct its means with the online filter (needs ``learned``);
         ``stride``: the values ``lattice.given_values`` names are left out of the stream (the
-        decoder is given them; needs ``online``)."""
+        decoder is given them; needs ``online``); ``by_scale``: shifts per bin of the
+        prior's log-scale (format 11)."""
         self._gains = gains
         self._prior = learned
         self._online = online and learned is not None
         if stride and not self._online:
             raise ValueError("given values need the online filter")
-        self._stride = stride
+        self._stride, self._by_scale = stride, by_scale
         self._head = bytearray()
         # per region: coded values, table ids and offsets in coding order, step boundaries
         self._regions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -310,7 +313,7 @@ class Plan:
         if self._prior is None:
             table, means, scales, bits = _rule(coded, contexts)
         else:
-            table, means, scales, bits = _learned(planes, kept)
+            table, means, scales, bits = _learned(planes, kept, self._by_scale)
         self._head += table.tobytes()
         ids, offsets = grid_ids(means, scales)
         plane_of, cell = np.divmod(order, h * w + 1)
@@ -340,11 +343,11 @@ def plan(
     learned: prior.Prior | None = None,
     online: bool = False,
     stride: int = 0,
+    by_scale: bool = False,
 ) -> Plan:
-    """The predictive coding of the given (H, W, C) uint8 regions (with the ``learned``
-    prior, or the hand-made rule when None; ``online``: with the online filter;
-    ``stride``: leaving out the values ``lattice.given_values`` names)."""
-    return Plan(regions, learned=learned, online=online, stride=stride)
+    """The predictive coding of the given (H, W, C) uint8 regions (:class:`Plan`'s
+    arguments)."""
+    return Plan(regions, learned=learned, online=online, stride=stride, by_scale=by_scale)
 
 
 def correct_online(region: np.ndarray, planes: list[Analysis]) -> np.ndarray:
@@ -407,6 +410,7 @@ def decode(
     online: bool = False,
     given: Sequence[np.ndarray] | None = None,
     stride: int = 0,
+    by_scale: bool = False,
 ) -> list[np.ndarray]:
     """The regions of the given (H, W, C) shapes from a :meth:`Plan.payload`.
 
@@ -415,7 +419,7 @@ def decode(
     decoding costs; ``learned``: the prior the payload was coded with (None: the rule);
     ``online``: it was coded with the online filter; ``given`` (with ``stride``): each
     region's pixels at rows and columns that are multiples of ``stride`` (its ``[::stride,
-    ::stride]``), left out of the stream.
+    ::stride]``), left out of the stream; ``by_scale``: shifts per bin of the prior's scale.
     """
     online = online and learned is not None
     if stride and (given is None or not online or len(given) != len(shapes)):
@@ -438,9 +442,9 @@ def decode(
         size = head_size(c, online)
         head_bytes = payload[start : start + size]
         known = _known_planes(given[i], (h, w, c), stride) if stride and given else None
-        regions.append(
-            _decode_region(decoder, head_bytes, (h, w, c), work, learned, online, known, stride)
-        )
+        regions.append(_decode_region(
+            decoder, head_bytes, (h, w, c), work, learned, online, known, stride, by_scale
+        ))  # fmt: skip
         start += size
     decoder.finish()
     return regions
@@ -455,6 +459,7 @@ def _decode_region(
     online_filter: bool,
     known: np.ndarray | None = None,
     stride: int = 0,
+    by_scale: bool = False,
 ) -> np.ndarray:
     height, width, c = shape
     if not height * width * c:
@@ -491,6 +496,7 @@ def _decode_region(
         FIT_MIN_LOGSCALE, LOGSCALE_COUNT - 1, HALF_WIDTHS, *_tables().cumulative(),
         coder.state, coder.words, coder.pos,
         known if known is not None else np.zeros((c, 1, 1), dtype=np.int64), stride,
+        by_scale and learned is not None,
     )  # fmt: skip
     coder.state = np.uint64(coder.state)
     if status == kernel.BAD_STREAM:

@@ -30,11 +30,14 @@ from . import online
 __all__ = [
     "BAD_PIXEL",
     "BAD_STREAM",
+    "SCALE_BIN_LOW",
+    "SCALE_BIN_WIDTH",
     "blend",
     "contexts",
     "decode_region",
     "logistics",
     "predict",
+    "scale_contexts",
 ]
 
 BAD_PIXEL = 1
@@ -46,6 +49,9 @@ _FEATURES = 25
 _HIDDEN = 32
 _BAND = 64
 _CONTEXTS = 16
+# Filters 6, 7: shifts per bin of the prior's log-scale index, 16 of 5 grid steps from 20,
+# where the network's indices lie (docs/HISTORY.md, "Shifts by scale").
+SCALE_BIN_LOW, SCALE_BIN_WIDTH = 20, 5
 _ACTIVATION_MAX = float((1 << 16) - 1)
 _MEAN_REACH = 16 * 255
 _LOGSCALE_CENTRE = 72
@@ -316,6 +322,25 @@ def contexts(values, nbr, errors16, earlier, thresholds):
 
 
 @jit(inline="always")
+def _scale_bin(log_scale):
+    """The shift context (0 .. 15) of a value whose prior log-scale index is ``log_scale``."""
+    return min(max((int(log_scale) - SCALE_BIN_LOW) // SCALE_BIN_WIDTH, 0), _CONTEXTS - 1)
+
+
+@jit()
+def scale_contexts(log_scale):
+    """:func:`_scale_bin` of every value (the encoder's, for filters 6 and 7)."""
+    return np.array([_scale_bin(v) for v in log_scale], dtype=np.int64)
+
+
+@jit(inline="always")
+def _scale_bins(n, h, lane_of, log_scale, contexts):
+    """A step's n values' shift contexts from their prior log-scale (filters 6 and 7)."""
+    for i in range(n):
+        contexts[i] = (lane_of[i] // h) * _CONTEXTS + _scale_bin(log_scale[i])
+
+
+@jit(inline="always")
 def _table_of(mean, log_scale, context, shifts, fit_min, top, half_widths):
     """The grid table and offset of a value whose prior logistic (``mean``, ``log_scale``)
     is moved by its context's ``shifts`` and kept on the grid."""
@@ -382,11 +407,14 @@ def _pop_online(
 def _pop_step(
     n, h, lane_of, at, rates, filters, inputs, resid, learned, mean, log_scale, contexts,
     shifts, rule_ids, rule_offsets, fit_min, top, half_widths, tid, off, cdf, starts, sizes,
-    state, words, pos, got, given,
+    state, words, pos, got, given, by_scale,
 ):  # fmt: skip
     """Pops the n values of a step into ``got``: one by one with the online filter (when
     there are ``rates``; those with ``given`` are known already), else as one segment;
-    returns the state, the position and whether the stream was bad."""
+    returns the state, the position and whether the stream was bad; ``by_scale``: shifts
+    by the values' prior log-scale bins."""
+    if by_scale:
+        _scale_bins(n, h, lane_of, log_scale, contexts)
     if rates.size:
         return _pop_online(
             n, h, lane_of, at, rates, filters, inputs, resid, mean, log_scale, contexts,
@@ -414,6 +442,7 @@ def decode_region(
     h, w, c, gains, shifts, ranges, kinds, thresholds, weights, matrix,
     learned, rates, rule_ids, rule_offsets, w0, b0, w1, b1, w2, b2, scale,
     fit_min, logscale_top, half_widths, cdf, starts, sizes, state, words, pos, known, stride,
+    by_scale,
 ):  # fmt: skip
     """Decodes one (h, w) region of c planes (already in coding orientation) from the
     entropy stream at (``state``, ``pos``) of ``words``; returns the (c, h, w) int16 coded
@@ -427,8 +456,8 @@ def decode_region(
     corrected by the online filter (``online``), and every value is a segment of its own.
     ``stride`` > 0 (with ``rates``): the values at rows and columns that are multiples of
     ``stride`` are not in the stream; they are taken from ``known``, the coded planes of
-    those values alone (c, ceil(h / stride), ceil(w / stride)).
-    """
+    those values alone (c, ceil(h / stride), ceil(w / stride)). ``by_scale``: each value's
+    shifts are its prior log-scale's bin's, not its context's (with ``learned``)."""
     out = np.zeros((c, h, w), dtype=np.int16)
     # Each lane (a plane's row) keeps its last `ring` columns; cell 0 is the zero cell. A
     # value's neighbours were coded at most 4 steps before it, the earlier planes at its
@@ -509,7 +538,7 @@ def decode_region(
         state, pos, bad = _pop_step(
             n, h, lane_of, at, rates, filters, inputs, resid, learned, mean, log_scale,
             contexts, shifts, rule_ids, rule_offsets, fit_min, logscale_top, half_widths, tid,
-            off, cdf, starts, sizes, state, words, pos, got, given,
+            off, cdf, starts, sizes, state, words, pos, got, given, by_scale,
         )  # fmt: skip
         if bad:
             return out, state, pos, BAD_STREAM

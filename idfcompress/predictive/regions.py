@@ -1,4 +1,4 @@
-"""Coding of the pixel regions the flow does not code: tile margins and raw tiles.
+"""Region payloads: the coarse level's tiles and the image's (and older files' margins).
 
 A payload is a filter byte and, for filters 0 and 1, one raw LZMA2 stream of the regions'
 bytes (each region an (H, W, C) uint8 array), region by region in row-major order
@@ -7,11 +7,12 @@ bytes (each region an (H, W, C) uint8 array), region by region in row-major orde
 filter 2 (format 7, decoded only) takes one fitted logistic per context, filter 3 (format
 8, decoded only) the learned prior's logistic of each value (``predictive.prior``), moved
 per context by fitted shifts, names the prior by a one-byte id and packs the channels
-whose histograms have regular gaps (``packing``); filter 4 (what the encoder writes) is
-filter 3 with the prior's means corrected by the online filter (``predictive.online``),
-learnt while coding; filter 5 (format 10, what the encoder writes for tiles of a file with
-a coarse level) is filter 4 without the values at rows and columns that are multiples of
-the file's coarse stride, which the decoder takes from the coarse level. Filter 0
+whose histograms have regular gaps (``packing``); filter 4 (format 9) is filter 3 with the
+prior's means corrected by the online filter (``predictive.online``), learnt while coding;
+filter 5 (format 10) is filter 4 without the values at rows and columns that are multiples
+of the file's coarse stride, which the decoder takes from the coarse level; filters 6 and
+7 (format 11, what the encoder writes: 6 for the coarse level, 7 for the tiles) are 4 and
+5 with the shifts fitted per bin of the prior's log-scale, not per context. Filter 0
 stores the pixels as they are; filter 1 delta-filters each region on its own, without
 looking outside it: the first row by the left neighbour (the first pixel against 0),
 every other row by the pixel above, modulo 256 (PNG's "Sub" and "Up" filters). The
@@ -37,6 +38,8 @@ __all__ = [
     "LEARNED",
     "ONLINE",
     "ONLINE_GIVEN",
+    "SCALED",
+    "SCALED_GIVEN",
     "RegionCoding",
     "NO_FILTER",
     "PREDICTIVE",
@@ -54,6 +57,9 @@ PREDICTIVE = 2
 LEARNED = 3
 ONLINE = 4
 ONLINE_GIVEN = 5
+SCALED = 6
+SCALED_GIVEN = 7
+_GIVEN = (ONLINE_GIVEN, SCALED_GIVEN)  # the filters that leave the coarse level out
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 _DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
@@ -120,16 +126,17 @@ def _payload(filter_id: int, data: bytes) -> bytes:
 def _predictive(
     regions: Sequence[np.ndarray], prior_id: int | None, stride: int = 0
 ) -> tuple[bytes, coder.Plan]:
-    """The predictive payload's first bytes and plan: with prior ``prior_id`` and the
-    online filter (filter 4, or 5 with ``stride``: the values at multiples of ``stride``
-    left out; its channels packed where :func:`packing.choose` says it pays), or the rule
-    of format 7 for None (filter 2, to measure what the prior brings)."""
+    """The predictive payload's first bytes and plan: with prior ``prior_id``, the online
+    filter and the shifts by scale (filter 6, or 7 with ``stride``: the values at multiples
+    of ``stride`` left out; its channels packed where :func:`packing.choose` says it pays),
+    or the rule of format 7 for None (filter 2, to measure what the prior brings)."""
     if prior_id is None:
         return bytes([PREDICTIVE]), coder.plan(regions)
     sets = packing.choose(regions) if len({r.shape[2] for r in regions}) == 1 else []
-    start = bytes([ONLINE_GIVEN if stride else ONLINE, prior_id]) + packing.write_sets(sets)
+    start = bytes([SCALED_GIVEN if stride else SCALED, prior_id]) + packing.write_sets(sets)
     learned = prior.load_prior(prior_id)
-    return start, coder.plan(packing.pack(regions, sets), learned, online=True, stride=stride)
+    packed = packing.pack(regions, sets)
+    return start, coder.plan(packed, learned, online=True, stride=stride, by_scale=True)
 
 
 def encode_regions(
@@ -185,10 +192,11 @@ def coder_name(first: int | None, second: int | None) -> str:
     """What codes a region payload that starts with bytes ``first`` and ``second`` (None:
     absent), for ``idfc info``: e.g. ``learned prior 1`` or ``LZMA2``."""
     names = {NO_FILTER: "LZMA2", DELTA_FILTER: "LZMA2, delta", PREDICTIVE: "rule (format 7)"}
-    if first in (LEARNED, ONLINE, ONLINE_GIVEN):
+    if first in (LEARNED, ONLINE, ONLINE_GIVEN, SCALED, SCALED_GIVEN):
         name = f"learned prior {'?' if second is None else second}"
         name += ", online filter" if first != LEARNED else ""
-        return name + (", coarse level given" if first == ONLINE_GIVEN else "")
+        name += ", shifts by scale" if first in (SCALED, SCALED_GIVEN) else ""
+        return name + (", coarse level given" if first in _GIVEN else "")
     if first in names:
         return names[first]
     return "empty" if first is None else f"unknown filter {first}"
@@ -219,30 +227,31 @@ def decode_regions(
     predictive payload is held to ``budget`` values per byte and counted in ``work``
     (:func:`coder.decode`); a learned one needs its prior (``ModelError`` if unknown).
     ``given`` (with ``stride``): each region's pixels at multiples of ``stride`` (its
-    ``[::stride, ::stride]``), which a filter-5 payload leaves out; a filter-5 payload
+    ``[::stride, ::stride]``), which a filter-5 or 7 payload leaves out; such a payload
     without them is ``CorruptFile``.
     """
     payload = bytes(payload)
-    known = (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED, ONLINE, ONLINE_GIVEN)
+    known = (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED, ONLINE, ONLINE_GIVEN, SCALED,
+             SCALED_GIVEN)  # fmt: skip
     if not payload or payload[0] not in known:
         raise CorruptFile("unknown filter" if payload else "empty payload")
     if payload[0] == PREDICTIVE:
         return coder.decode(payload[1:], shapes, budget=budget, work=work)
-    if payload[0] in (LEARNED, ONLINE, ONLINE_GIVEN):
+    if payload[0] in (LEARNED, ONLINE, *_GIVEN, SCALED):
         if len(payload) < 2:
             raise CorruptFile("learned payload without its prior id")
-        if payload[0] == ONLINE_GIVEN and (not stride or given is None):
+        if payload[0] in _GIVEN and (not stride or given is None):
             raise CorruptFile("region payload needs a coarse level the file does not have")
         learned = prior.load_prior(payload[1])
         channels = {c for _, _, c in shapes}
         sets, used = packing.read_sets(payload[2:], channels.pop() if len(channels) == 1 else 0)
         body = payload[2 + used :]
-        with_given = payload[0] == ONLINE_GIVEN
+        with_given = payload[0] in _GIVEN
         decoded = coder.decode(
             body, shapes, budget=budget, work=work, learned=learned,
             online=payload[0] != LEARNED,
             given=packing.pack(given, sets) if with_given and given is not None else None,
-            stride=stride if with_given else 0,
+            stride=stride if with_given else 0, by_scale=payload[0] in (SCALED, SCALED_GIVEN),
         )  # fmt: skip
         return packing.unpack(decoded, sets)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))

@@ -81,7 +81,9 @@ def main() -> None:
         values = sum(t.size for t in sample)
         sizes = {}
         for name, (learned, online) in variants.items():
-            sizes[name] = sum(len(coder.plan([t], learned, online).payload()) for t in sample)
+            sizes[name] = sum(  # the shipped coder's shifts by scale (filters 6 and 7)
+                len(coder.plan([t], learned, online, by_scale=True).payload()) for t in sample
+            )
         row = "".join(f"{8 * sizes[v] / values:>11.4f}" for v in variants)
         ratios = [sizes["learned"] / sizes[v] - 1 for v in ("rule", "untrained", "no filter")]
         print(

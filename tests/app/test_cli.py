@@ -522,10 +522,10 @@ def ic_region_coders(data: bytes) -> dict[str, int]:
     kinds = (layout.REGION_KIND, layout.MARGIN_KIND, layout.COARSE_KIND)
     first = [p[:2] for e, p in chunks if e.kind in kinds]
     return {
-        "learned": sum(1 for p in first if p[0] == 4),
-        "given": sum(1 for p in first if p[0] == 5),
+        "learned": sum(1 for p in first if p[0] == 6),
+        "given": sum(1 for p in first if p[0] == 7),
         "lzma": sum(1 for p in first if p[0] in (0, 1)),
-        "prior ids": {p[1] for p in first if p[0] in (4, 5)},
+        "prior ids": {p[1] for p in first if p[0] in (6, 7)},
         "coarse": sum(1 for e, _ in chunks if e.kind == layout.COARSE_KIND),
     }
 
@@ -540,7 +540,7 @@ def test_info_names_the_coder_of_every_region(tmp_path):
     counted = ic_region_coders(data)
     assert counted["given"] and counted["lzma"] and counted["prior ids"] == {prior.DEFAULT_PRIOR}
     fields = api.info(data)["region_coders"]
-    name = f"learned prior {prior.DEFAULT_PRIOR}, online filter"
+    name = f"learned prior {prior.DEFAULT_PRIOR}, online filter, shifts by scale"
     assert fields.get(name, 0) == counted["learned"]
     assert fields.get(f"{name}, coarse level given") == counted["given"]
     assert fields.get("LZMA2", 0) + fields.get("LZMA2, delta", 0) == counted["lzma"]

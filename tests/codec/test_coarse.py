@@ -57,7 +57,7 @@ def test_default_files_start_with_the_coarse_level(astronaut):
     info = ic.info(data)
     assert info["coarse_tiles"] == count and info["coarse_stride"] == 8
     tiles = [p for e, p in chunks if e.kind == REGION_KIND]
-    assert {p[0] for p in tiles} == {regions.ONLINE_GIVEN}  # photo tiles leave the level out
+    assert {p[0] for p in tiles} == {regions.SCALED_GIVEN}  # photo tiles leave the level out
     coarse_bytes = sum(len(p) for e, p in chunks if e.kind == COARSE_KIND)
     assert coarse_bytes < 0.06 * len(data)
 
@@ -165,9 +165,9 @@ def test_a_wrong_coarse_level_fails_the_checksum(astronaut):
         ic.decompress(container.write(header, swapped))
 
 
-def test_files_are_version_10_and_the_same_every_time(astronaut):
+def test_files_are_version_11_and_the_same_every_time(astronaut):
     _, data = astronaut
-    assert struct.unpack_from("<H", data, 8)[0] == container.FORMAT_VERSION == 10
+    assert struct.unpack_from("<H", data, 8)[0] == container.FORMAT_VERSION == 11
     assert zlib.crc32(data) == zlib.crc32(ic.compress(astronaut[0], tile_size=128))
 
 

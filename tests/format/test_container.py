@@ -171,7 +171,7 @@ def test_fixed_layout_offsets() -> None:
     header = make_header("RGB", (3,), width=0x01020304, height=7, tile_size=0x0100)
     data = C.write(header, [])
     assert data[:8] == C.MAGIC == b"\x89IDF\r\n\x1a\n"
-    assert data[8:10] == b"\x0a\x00" and data[10:12] == b"\x00\x00"
+    assert data[8:10] == b"\x0b\x00" and data[10:12] == b"\x00\x00"
     assert data[12:16] == b"\x04\x03\x02\x01" and data[16:20] == b"\x07\x00\x00\x00"
     assert data[20] == 3 and data[21] == 0 and data[22:24] == b"\x00\x01"
     assert data[24:56] == header.pixel_sha256 and data[56] == 1
@@ -248,7 +248,7 @@ def test_trailing_bytes() -> None:
 # --------------------------------------------------------------------------- versions
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 6, 11, 0xFFFF])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4, 5, 6, 12, 0xFFFF])
 def test_wrong_version(version: int) -> None:
     data = bytearray(small_file())
     struct.pack_into("<H", data, 8, version)  # header CRC now wrong too: version wins

@@ -38,7 +38,7 @@ def test_only_channels_with_regular_gaps_are_packed(rng):
 def test_packing_shrinks_a_payload_of_few_levels(rng):
     region = smooth_image(rng, 64, 64, 1) // 3 * 3
     payload = regions.encode_regions([region])
-    assert payload[0] == regions.ONLINE and payload[2] == 1  # channel 0 packed
+    assert payload[0] == regions.SCALED and payload[2] == 1  # channel 0 packed
     assert np.array_equal(regions.decode_regions(payload, [region.shape])[0], region)
     learned = prior.load_prior(prior.DEFAULT_PRIOR)
     plain = 3 + len(predictive.plan([region], learned).payload())  # the same, unpacked

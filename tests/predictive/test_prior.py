@@ -131,7 +131,7 @@ def test_bad_weight_files_are_model_errors(tmp_path, monkeypatch):
 def test_learned_region_payloads_name_their_prior(rng):
     region = _smooth(rng, 30, 40, 3)
     payload = regions.encode_regions([region])
-    assert payload[:2] == bytes([regions.ONLINE, prior.DEFAULT_PRIOR])
+    assert payload[:2] == bytes([regions.SCALED, prior.DEFAULT_PRIOR])
     assert np.array_equal(regions.decode_regions(payload, [region.shape])[0], region)
     rule = regions.encode_regions([region], prior_id=None)
     assert rule[0] == regions.PREDICTIVE

@@ -37,12 +37,13 @@ def _candidates(region: np.ndarray) -> dict[int, int]:
     """Payload size under each filter."""
     sets = packing.choose([region])
     learned = predictive.plan(
-        packing.pack([region], sets), prior.load_prior(prior.DEFAULT_PRIOR), online=True
+        packing.pack([region], sets), prior.load_prior(prior.DEFAULT_PRIOR), online=True,
+        by_scale=True,
     )
     return {
         regions.NO_FILTER: 1 + len(regions.compress(region.tobytes())),
         regions.DELTA_FILTER: 1 + len(regions.compress(regions.delta_filter(region).tobytes())),
-        regions.ONLINE: 2 + len(packing.write_sets(sets)) + len(learned.payload()),
+        regions.SCALED: 2 + len(packing.write_sets(sets)) + len(learned.payload()),
     }
 
 
@@ -52,7 +53,7 @@ def test_the_smallest_payload_is_chosen(rng):
     dots = np.tile(rng.integers(0, 256, (8, 8, 1), np.uint8), (8, 8, 1))  # repeats: no filter
     smooth = np.clip(128 + 0.05 * (x - 32) * (y - 20) + rng.normal(0, 1.5, x.shape), 0, 255)
     smooth = smooth.astype(np.uint8)[:, :, None]  # prediction wins
-    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.ONLINE)):
+    for region, expected in ((dots, regions.NO_FILTER), (smooth, regions.SCALED)):
         sizes = _candidates(region)
         payload = regions.encode_regions([region])
         assert payload[0] == expected == min(sizes, key=sizes.get)
@@ -113,7 +114,28 @@ def test_a_packed_learned_payload_survives_every_truncation(rng):
 
     region = smooth_image(rng, 32, 24, 3) // 6 * 6
     payload = regions.encode_regions([region])
-    assert payload[0] == regions.ONLINE and payload[2]  # packed
+    assert payload[0] == regions.SCALED and payload[2]  # packed
     for cut in range(len(payload)):
         with pytest.raises(IdfError):
             regions.decode_regions(payload[:cut], [region.shape])
+
+
+def test_shifts_by_scale_bin_the_priors_log_scale_and_matter(rng):
+    """Filters 6 and 7 take each value's shifts from the bin of its prior log-scale index
+    (docs/FORMAT.md, "Shifts by scale"); read as filter 4 (shifts by context) the same
+    bytes are not the image."""
+    from idfcompress.errors import IdfError
+    from idfcompress.predictive import kernel
+
+    scale = np.arange(-40, 200, dtype=np.int64)
+    assert np.array_equal(kernel.scale_contexts(scale), np.clip((scale - 20) // 5, 0, 15))
+    region = smooth_image(rng, 48, 40, 3)
+    payload = regions.encode_regions([region])
+    assert payload[0] == regions.SCALED
+    assert np.array_equal(regions.decode_regions(payload, [region.shape])[0], region)
+    forged = bytes([regions.ONLINE]) + payload[1:]
+    try:
+        other = regions.decode_regions(forged, [region.shape])[0]
+    except IdfError:
+        return
+    assert not np.array_equal(other, region)

@@ -118,6 +118,8 @@ class IdfImageFile(ImageFile.ImageFile):
         (``mode`` is ignored: the image keeps its own); None where it cannot."""
         if size is None or not getattr(self, "_pending", False) or self._draft:
             return None
+        if not any(e.kind == COARSE_KIND for e in self._table):
+            return None  # an older file (or one made by the flow: no model is loaded here)
         try:
             strides = Decoding(self._header, self._table, self._header_size, None).strides
         except IdfError:
@@ -139,8 +141,8 @@ class IdfImageFile(ImageFile.ImageFile):
         coarse = [e for e in self._table if e.kind == COARSE_KIND]
         end = max(e.offset + e.length for e in coarse)
         data = bytearray(end)
-        data[: len(self._prefix)] = self._prefix[:end]
-        got = min(len(self._prefix), end)
+        got = min(len(self._prefix), end)  # the header, and what was read past it
+        data[:got] = self._prefix[:got]
         got += _read_into(self.fp, memoryview(data)[got:])
         if got < end:
             raise TruncatedFile(

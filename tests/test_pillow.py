@@ -14,6 +14,7 @@ from conftest import recorded, smooth_image
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 import idfcompress
+from idfcompress import pillow as pillow_plugin
 from idfcompress.errors import CorruptFile, IdfError, TruncatedFile
 from idfcompress.format import container
 from idfcompress.format.layout import COARSE_KIND
@@ -162,6 +163,14 @@ def test_draft_falls_back_to_the_exact_image(rng, tmp_path):
     old = FORMAT9 / "astronaut-112x96-predictive.idf"  # no coarse level before format 10
     with Image.open(old) as opened:
         assert opened.draft(None, (8, 8)) is None and opened.size == (112, 96)
+    flow = FORMAT9.parent / "format10" / "astronaut-112x96-flow.idf"
+
+    def planned(*args):
+        raise AssertionError("a file without a coarse level was planned (its model loaded)")
+
+    with Image.open(flow) as opened, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pillow_plugin, "Decoding", planned)
+        assert opened.draft(None, (8, 8)) is None  # no coarse level either
     with Image.open(path) as opened:
         opened.load()
         assert opened.draft(None, (8, 8)) is None  # already decoded

@@ -182,8 +182,7 @@ def _learned(planes: list[Analysis], coded: np.ndarray, by_scale: bool = False):
     for p in planes:
         assert p.mean is not None and p.scale is not None
         contexts = kernel.scale_contexts(p.scale[coded]) if by_scale else p.contexts[coded]
-        fits.append(prior.fit_shifts(p.coded[coded], p.mean[coded], p.scale[coded], contexts,
-                                     sample=prior.SHIFT_SAMPLE))  # fmt: skip
+        fits.append(prior.fit_shifts(p.coded[coded], p.mean[coded], p.scale[coded], contexts))
     shifts = np.stack([fit[0] for fit in fits])
     means = np.zeros((len(planes), coded.size), dtype=np.int64)
     scales = np.zeros_like(means)

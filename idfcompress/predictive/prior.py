@@ -63,9 +63,6 @@ WEIGHT_LIMIT = 1 << 12  # |weight| <= 4096: every sum stays far below 2**53
 LOGSCALE_CENTRE = 72  # the network's second output is the log-scale index minus this
 MEAN_REACH = 16 * 255  # the network's mean (sixteenths) is clipped to +-this
 SHIFT_REACH = 127  # stored per-context shifts are int8
-# The shift search on every value: every 4th of a large context was 10 % faster to encode
-# and 0.01-0.03 % larger (scripts/probes/shift_sample.py, docs/HISTORY.md).
-SHIFT_SAMPLE = 1
 CONTEXTS = 16
 """Contexts per plane (the coder's), each with its own shifts."""
 
@@ -295,7 +292,6 @@ def fit_shifts(
     scale_steps: tuple[int, ...] = (16, 8, 4, 2, 1),
     mean_steps: tuple[int, ...] = (8, 4, 2),
     passes: int = 1,
-    sample: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per context of one plane (``contexts``: each value's, below ``CONTEXTS``), the mean
     shift (sixteenths) and log-scale shift (grid steps) that code its values ``coded`` in
@@ -307,6 +303,6 @@ def fit_shifts(
         coded.astype(np.int64), mean.astype(np.int64), scale.astype(np.int64),
         contexts.astype(np.int64), CONTEXTS, *bin_costs(), HALF_WIDTHS, FIT_MIN_LOGSCALE,
         LOGSCALE_COUNT - 1, SHIFT_REACH, np.array(scale_steps, np.int64),
-        np.array(mean_steps, np.int64), passes, sample,
+        np.array(mean_steps, np.int64), passes,
     )  # fmt: skip
     return shifts, moved_mean, moved_scale, total / 2.0**COST_BITS

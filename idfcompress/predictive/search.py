@@ -76,16 +76,14 @@ def _search(residual, g, dm, dl, best, steps, of_mean, reach, args):
 @jit()
 def fit_shifts(
     coded, mean, scale, contexts, count, costs, starts, sizes, half_widths, fit_min, top,
-    reach, scale_steps, mean_steps, passes, sample,
+    reach, scale_steps, mean_steps, passes,
 ):  # fmt: skip
     """Per context 0 .. count - 1 of one plane, the mean shift (sixteenths) and log-scale
     shift (grid steps) found by a coordinate search (``passes`` times: the log-scale shift
     by ``scale_steps``, then the mean shift by ``mean_steps``, each within +-``reach``);
     returns the (count, 2) shifts, every value's moved mean and log-scale index, and the
     total cost. ``costs`` are the grid tables' bins' costs in fixed point, flattened (table
-    t from ``starts[t]``), its last entry the escape's extra cost. The search compares the
-    costs of every ``sample``-th value of a context with more than ``256 sample`` of them
-    (the total is the cost of all)."""
+    t from ``starts[t]``), its last entry the escape's extra cost."""
     shifts = np.zeros((count, 2), dtype=np.int64)
     order = np.argsort(contexts, kind="mergesort")
     bounds = np.zeros(count + 1, dtype=np.int64)
@@ -101,15 +99,13 @@ def fit_shifts(
             continue
         residual = 16 * coded[idx] - mean[idx]  # the context's values, gathered once
         g = scale[idx]
-        step = sample if idx.size > 256 * sample else 1
-        rs, gs = residual[::step], g[::step]
         dm, dl = 0, 0
-        best = _cost(rs, gs, 0, 0, *args)
+        best = _cost(residual, g, 0, 0, *args)
         for _ in range(passes):
-            dm, dl, best = _search(rs, gs, dm, dl, best, scale_steps, False, reach, args)
-            dm, dl, best = _search(rs, gs, dm, dl, best, mean_steps, True, reach, args)
+            dm, dl, best = _search(residual, g, dm, dl, best, scale_steps, False, reach, args)
+            dm, dl, best = _search(residual, g, dm, dl, best, mean_steps, True, reach, args)
         shifts[k, 0], shifts[k, 1] = dm, dl
-        total += best if step == 1 else _cost(residual, g, dm, dl, *args)
+        total += best
     moved_mean = np.empty_like(mean)
     moved_scale = np.empty_like(scale)
     for v in range(contexts.size):

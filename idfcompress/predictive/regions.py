@@ -59,7 +59,15 @@ ONLINE = 4
 ONLINE_GIVEN = 5
 SCALED = 6
 SCALED_GIVEN = 7
-_GIVEN = (ONLINE_GIVEN, SCALED_GIVEN)  # the filters that leave the coarse level out
+# The learned filters: whether each has the online filter, leaves the coarse level's
+# values out, and fits the shifts per bin of the prior's scale.
+_LEARNED = {
+    LEARNED: (False, False, False),
+    ONLINE: (True, False, False),
+    ONLINE_GIVEN: (True, True, False),
+    SCALED: (True, False, True),
+    SCALED_GIVEN: (True, True, True),
+}
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}]
 _DECODE_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
 
@@ -192,11 +200,12 @@ def coder_name(first: int | None, second: int | None) -> str:
     """What codes a region payload that starts with bytes ``first`` and ``second`` (None:
     absent), for ``idfc info``: e.g. ``learned prior 1`` or ``LZMA2``."""
     names = {NO_FILTER: "LZMA2", DELTA_FILTER: "LZMA2, delta", PREDICTIVE: "rule (format 7)"}
-    if first in (LEARNED, ONLINE, ONLINE_GIVEN, SCALED, SCALED_GIVEN):
+    if first in _LEARNED:
+        online, given, by_scale = _LEARNED[first]
         name = f"learned prior {'?' if second is None else second}"
-        name += ", online filter" if first != LEARNED else ""
-        name += ", shifts by scale" if first in (SCALED, SCALED_GIVEN) else ""
-        return name + (", coarse level given" if first in _GIVEN else "")
+        name += ", online filter" if online else ""
+        name += ", shifts by scale" if by_scale else ""
+        return name + (", coarse level given" if given else "")
     if first in names:
         return names[first]
     return "empty" if first is None else f"unknown filter {first}"
@@ -231,27 +240,24 @@ def decode_regions(
     without them is ``CorruptFile``.
     """
     payload = bytes(payload)
-    known = (NO_FILTER, DELTA_FILTER, PREDICTIVE, LEARNED, ONLINE, ONLINE_GIVEN, SCALED,
-             SCALED_GIVEN)  # fmt: skip
-    if not payload or payload[0] not in known:
+    if not payload or payload[0] not in (NO_FILTER, DELTA_FILTER, PREDICTIVE, *_LEARNED):
         raise CorruptFile("unknown filter" if payload else "empty payload")
     if payload[0] == PREDICTIVE:
         return coder.decode(payload[1:], shapes, budget=budget, work=work)
-    if payload[0] in (LEARNED, ONLINE, *_GIVEN, SCALED):
+    if payload[0] in _LEARNED:
+        online, with_given, by_scale = _LEARNED[payload[0]]
         if len(payload) < 2:
             raise CorruptFile("learned payload without its prior id")
-        if payload[0] in _GIVEN and (not stride or given is None):
+        if with_given and (not stride or given is None):
             raise CorruptFile("region payload needs a coarse level the file does not have")
         learned = prior.load_prior(payload[1])
         channels = {c for _, _, c in shapes}
         sets, used = packing.read_sets(payload[2:], channels.pop() if len(channels) == 1 else 0)
         body = payload[2 + used :]
-        with_given = payload[0] in _GIVEN
+        given = packing.pack(given, sets) if with_given and given is not None else None
         decoded = coder.decode(
-            body, shapes, budget=budget, work=work, learned=learned,
-            online=payload[0] != LEARNED,
-            given=packing.pack(given, sets) if with_given and given is not None else None,
-            stride=stride if with_given else 0, by_scale=payload[0] in (SCALED, SCALED_GIVEN),
+            body, shapes, budget=budget, work=work, learned=learned, online=online,
+            given=given, stride=stride if with_given else 0, by_scale=by_scale,
         )  # fmt: skip
         return packing.unpack(decoded, sets)
     data = decompress(payload[1:], sum(h * w * c for h, w, c in shapes))

@@ -35,7 +35,7 @@ from .codec.decoder import Decoding
 from .codec.progressive import decode_preview
 from .errors import IdfError, NotAnIdfFile, TruncatedFile, UnsupportedImage
 from .format import container
-from .format.layout import COARSE_KIND
+from .format.layout import COARSE_KIND, coarse_stride
 from .imageio import PixelImage, from_pil
 
 __all__ = ["EXTENSIONS", "FORMAT", "MIME", "IdfImageFile", "register", "save"]
@@ -118,15 +118,11 @@ class IdfImageFile(ImageFile.ImageFile):
         (``mode`` is ignored: the image keeps its own); None where it cannot."""
         if size is None or not getattr(self, "_pending", False) or self._draft:
             return None
-        if not any(e.kind == COARSE_KIND for e in self._table):
-            return None  # an older file (or one made by the flow: no model is loaded here)
-        try:
-            strides = Decoding(self._header, self._table, self._header_size, None).strides
-        except IdfError:
-            return None  # load() will say what is wrong
-        stride, (width, height) = strides[0], self.size
-        if not all(f == stride for f in strides) or not stride:
-            return None
+        header, (width, height) = self._header, self.size
+        groups = {e.group for e in self._table if e.kind == COARSE_KIND}
+        if groups != set(range(len(header.groups))):
+            return None  # an older file, or one made by the flow (load() checks the rest)
+        stride = coarse_stride(height, width, header.tile_size)
         reduced = (-(-width // stride), -(-height // stride))
         if reduced[0] < size[0] or reduced[1] < size[1]:
             return None
@@ -136,14 +132,9 @@ class IdfImageFile(ImageFile.ImageFile):
 
     def _decode_draft(self) -> PixelImage:
         """The coarse levels of every plane group, from the file's first bytes."""
-        assert self.fp is not None
         decoding = Decoding(self._header, self._table, self._header_size, _max_pixels())
-        coarse = [e for e in self._table if e.kind == COARSE_KIND]
-        end = max(e.offset + e.length for e in coarse)
-        data = bytearray(end)
-        got = min(len(self._prefix), end)  # the header, and what was read past it
-        data[:got] = self._prefix[:got]
-        got += _read_into(self.fp, memoryview(data)[got:])
+        end = max(e.offset + e.length for e in self._table if e.kind == COARSE_KIND)
+        data, got = self._read_upto(end)
         if got < end:
             raise TruncatedFile(
                 f"image file is truncated: {got} bytes, its coarse level ends at {end}"
@@ -158,12 +149,19 @@ class IdfImageFile(ImageFile.ImageFile):
         assert self.fp is not None
         total = container.file_size(self._table, self._header_size)
         container.check_no_trailing(len(self._prefix), total)
-        data = bytearray(total)
-        data[: len(self._prefix)] = self._prefix
-        got = len(self._prefix) + _read_into(self.fp, memoryview(data)[len(self._prefix) :])
+        data, got = self._read_upto(total)
         if got == total:
             container.check_no_trailing(total + len(self.fp.read(1)), total)
         return data, got
+
+    def _read_upto(self, end: int) -> tuple[bytearray, int]:
+        """The file's first ``end`` bytes in one buffer (what was read with the header, then
+        the rest from the file), and how many of them arrived."""
+        assert self.fp is not None
+        data = bytearray(end)
+        got = min(len(self._prefix), end)
+        data[:got] = self._prefix[:got]
+        return data, got + _read_into(self.fp, memoryview(data)[got:])
 
     def _decode(self) -> PixelImage:
         data, got = self._read_file()

@@ -1,10 +1,11 @@
 """Progressive decoding: a prefix of an .idf file already shows the whole image.
 
-A default file (format 10) starts with its coarse level, every F-th pixel of every F-th
-row; its tiles follow in rows (docs/FORMAT.md, "Chunk order convention"). Stage 1 shows the
-coarse level upsampled (bilinear), and stage ``1 + r`` adds tile row ``r``, exact. A file
-of the flow (``--progressive``) holds the coarsest stage of every tile first (margins and
-raw tiles with it), then the next finer stage, and so on: stage ``k`` uses the first ``k``
+A file of today's encoder (formats 10 and 11) starts with its coarse level, every F-th
+pixel of every F-th row; its tiles follow in rows (docs/FORMAT.md, "Chunk order
+convention"). Stage 1 shows the coarse level upsampled (bilinear), and stage ``1 + r`` adds
+tile row ``r``, exact. A file made by the flow (older versions' ``--progressive``) holds
+the coarsest stage of every tile first (margins and raw tiles with it), then the next finer
+stage, and so on: stage ``k`` uses the first ``k``
 stages of every tile and fills the stages still missing with the most likely value of their
 prior given what is known (or, with ``sample=True``, with a seeded draw from the prior),
 then runs the inverse flow. :func:`decode_progressive` reads a file as it arrives and

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from filter_variants import dot, nlms  # noqa: E402
+from filter_variants import dot, gather, nlms  # noqa: E402
 from lms_prior import prepared  # noqa: E402
 from prior_ablation import folder_table  # noqa: E402
 
@@ -47,13 +47,7 @@ def corrected(order, n, values, coded, mean, scale16, nbr, clip, weight):
     for t in range(order.size):
         p = order[t] // (n + 1)
         j = order[t] % (n + 1) - 1
-        rp = values[p, j + 1] - coded[p, j]
-        for k in range(6):
-            c = nbr[j, k]
-            u[k] = resid[p, c]
-            u[6 + k] = 16.0 * (values[p, c] - rp) if c else 0.0
-        u[12] = resid[0, j + 1] if p else 0.0
-        u[13] = resid[p - 1, j + 1] if p else 0.0
+        gather(u, values, coded, resid, nbr, p, j)
         r = 16.0 * coded[p, j] - mean[p, j]
         corr = dot(w[p], u, 14)
         e = r - corr

@@ -98,6 +98,20 @@ def dot(weights, u, taps):
 
 
 @jit()
+def gather(u, values, coded, resid, nbr, p, j):
+    """The built filter's 14 inputs of value ``j`` of plane ``p`` into ``u``; returns its
+    rounded prediction."""
+    rp = values[p, j + 1] - coded[p, j]
+    for k in range(6):
+        c = nbr[j, k]
+        u[k] = resid[p, c]
+        u[6 + k] = 16.0 * (values[p, c] - rp) if c else 0.0
+    u[12] = resid[0, j + 1] if p else 0.0
+    u[13] = resid[p - 1, j + 1] if p else 0.0
+    return rp
+
+
+@jit()
 def corrected(order, n, values, coded, mean, nbr, far, interp, ext, cascade, two, coarse):
     """Every value's prior mean plus the variant's correction, learnt in coding ``order``."""
     planes = coded.shape[0]
@@ -115,13 +129,7 @@ def corrected(order, n, values, coded, mean, nbr, far, interp, ext, cascade, two
     for t in range(order.size):
         p = order[t] // (n + 1)
         j = order[t] % (n + 1) - 1
-        rp = values[p, j + 1] - coded[p, j]
-        for k in range(6):
-            c = nbr[j, k]
-            u[k] = resid[p, c]
-            u[6 + k] = 16.0 * (values[p, c] - rp) if c else 0.0
-        u[12] = resid[0, j + 1] if p else 0.0
-        u[13] = resid[p - 1, j + 1] if p else 0.0
+        rp = gather(u, values, coded, resid, nbr, p, j)
         if ext:
             for k in range(6):
                 c = far[j, k]
